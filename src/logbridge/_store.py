@@ -1,0 +1,681 @@
+"""The local store: runs, metrics, tags, files and logs in SQLite, artifacts as files beside it.
+
+`Store` is the one interface producers' sinks and readers (the Run API, the CLI, the viewer)
+use; `SQLiteStore` is its implementation. A new backend is a new class with the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from logbridge import _events as ev
+from logbridge import _liveness, _sqlite
+from logbridge._errors import RunNotFoundError
+from logbridge._values import INT64_MAX, INT64_MIN
+
+ARTIFACTS_FOLDER: Final = "artifacts"
+
+T_FLOAT: Final = 0
+T_INT: Final = 1
+T_BOOL: Final = 2
+T_STR: Final = 3
+T_NAN: Final = 4
+T_BIG_INT: Final = 5
+T_JSON: Final = 6
+
+STATUSES: Final = ("NotStarted", "Running", "Completed", "Failed", "Canceled")
+FINAL_STATUSES: Final = frozenset({"Completed", "Failed", "Canceled"})
+
+_abandoned: list[sqlite3.Connection] = []
+"""Connections inherited across fork: kept referenced so they are never closed in the child."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the store knows of a run, with its status as readers should see it."""
+
+    id: str
+    experiment: str
+    name: str
+    parent_id: str | None
+    status: str
+    start_time: float
+    end_time: float | None
+    host: str
+    pid: int
+    heartbeat: float
+    environment: dict[str, Any]
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    """A metric of a run: its kind, how many points it holds and the latest value."""
+
+    name: str
+    kind: str
+    description: str
+    count: int
+    last: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One stored metric point."""
+
+    step: int | None
+    time: float
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """A file of a run."""
+
+    name: str
+    size: int
+    time: float
+
+
+class Store(Protocol):
+    """The interface between logbridge and where run records live."""
+
+    folder: Path
+
+    def write(self, events: Sequence[ev.Event]) -> None:
+        """Write a batch of events atomically; raise if nothing of it could be written."""
+
+    def close(self) -> None:
+        """Release the store's resources; idempotent."""
+
+    def artifact_folder(self, run_id: str) -> Path:
+        """Return the folder holding a run's files."""
+
+    def resolve_run_id(self, prefix: str) -> str:
+        """Return the id of the one run whose id is or starts with ``prefix``."""
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """Return a run, or None."""
+
+    def list_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        status: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        parent_id: str | None = None,
+    ) -> list[RunInfo]:
+        """Return runs, newest first, filtered by experiment, status, tags or parent."""
+
+    def list_experiments(self) -> list[str]:
+        """Return the experiment names, sorted."""
+
+    def list_metrics(self, run_id: str) -> list[MetricInfo]:
+        """Return a run's metrics in the order they were first logged."""
+
+    def metric_values(
+        self, run_id: str, name: str | None = None
+    ) -> dict[str, tuple[str, list[Any]]]:
+        """Return metric name -> (kind, values in logged order), for one metric or all."""
+
+    def metric_points(self, run_id: str, name: str) -> list[Point]:
+        """Return one metric's points in logged order."""
+
+    def get_tags(self, run_id: str) -> dict[str, str | None]:
+        """Return a run's tags."""
+
+    def get_properties(self, run_id: str) -> dict[str, str]:
+        """Return a run's properties."""
+
+    def list_files(self, run_id: str) -> list[FileInfo]:
+        """Return a run's files, sorted by name."""
+
+    def get_logs(
+        self,
+        run_id: str,
+        *,
+        level: int | None = None,
+        logger: str | None = None,
+        contains: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Return (sequence number, record) pairs of a run's log, oldest first."""
+
+    def get_drops(self, run_id: str) -> dict[str, int]:
+        """Return reason -> count of events accepted for a run but not recorded."""
+
+
+def encode(value: Any) -> tuple[int, Any]:
+    """Return the (type code, stored value) of a normalised metric value."""
+    kind = type(value)
+    if kind is float:
+        return (T_FLOAT, value) if value == value else (T_NAN, None)  # noqa: PLR0124
+    if kind is int:
+        return (T_INT, value) if INT64_MIN <= value <= INT64_MAX else (T_BIG_INT, str(value))
+    if kind is bool:
+        return T_BOOL, int(value)
+    if kind is str:
+        return T_STR, value
+    return T_JSON, json.dumps(value, allow_nan=True, ensure_ascii=False)
+
+
+def decode(code: int, stored: Any) -> Any:
+    """Return the metric value stored as (type code, stored value)."""
+    if code <= T_INT or code == T_STR:
+        return stored
+    if code == T_BOOL:
+        return bool(stored)
+    if code == T_NAN:
+        return math.nan
+    if code == T_BIG_INT:
+        return int(stored)
+    return json.loads(stored)
+
+
+class SQLiteStore:
+    """The embedded store: one SQLite database in WAL mode, artifacts in a folder beside it.
+
+    One instance writes through one connection of its process; reads open their own
+    connection, so they never see a half-written batch. After ``fork`` the child opens a new
+    connection and leaves the inherited one alone.
+    """
+
+    def __init__(self, folder: Path, *, create: bool = True) -> None:
+        """Open the store in ``folder``, creating it unless ``create`` is false.
+
+        Raises:
+            StoreError: the store cannot be created or opened (with ``create``; without it,
+                problems surface at the first read).
+        """
+        self.folder = folder
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = _sqlite.connect(folder) if create else None
+        self._metric_ids: dict[tuple[str, str], tuple[int, str]] = {}
+
+    def __repr__(self) -> str:
+        """Name the store by its folder."""
+        return f"SQLiteStore({str(self.folder)!r})"
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            if self._conn is not None:
+                _abandoned.append(self._conn)
+            self._conn = None
+            self._metric_ids = {}
+            self._pid = os.getpid()
+        if self._conn is None:
+            self._conn = _sqlite.connect(self.folder)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the writing connection (a later write reopens it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
+
+    def artifact_folder(self, run_id: str) -> Path:
+        """Return the folder holding a run's files."""
+        return self.artifact_folder_of(self.folder, run_id)
+
+    @staticmethod
+    def artifact_folder_of(folder: Path, run_id: str) -> Path:
+        """Return the folder holding the files of run ``run_id`` in the store ``folder``."""
+        return folder / ARTIFACTS_FOLDER / run_id
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, events: Sequence[ev.Event]) -> None:
+        """Write a batch of events in one transaction."""
+        conn = self._writer()
+        new_ids: dict[tuple[str, str], tuple[int, str]] = {}
+        points: list[tuple[int, int | None, float, int, Any]] = []
+        logs: list[tuple[str, float, int, str, str, int, str]] = []
+        rejected: dict[tuple[str, str], int] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for event in events:
+                if type(event) is ev.MetricLogged:
+                    metric = self._metric_id(conn, event, new_ids)
+                    if metric is None:
+                        key = (event.run_id, "metric_kind_conflict")
+                        rejected[key] = rejected.get(key, 0) + 1
+                        continue
+                    code, stored = encode(event.value)
+                    points.append((metric, event.step, event.time, code, stored))
+                elif type(event) is ev.LogRecorded:
+                    logs.append(_log_row(event))
+                else:
+                    self._write_other(conn, event, rejected)
+            conn.executemany(
+                "INSERT INTO points (metric_id, step, time, type, value) VALUES (?, ?, ?, ?, ?)",
+                points,
+            )
+            conn.executemany(
+                "INSERT INTO logs (run_id, time, level, logger, message, process, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                logs,
+            )
+            for (run_id, reason), count in rejected.items():
+                _add_drops(conn, run_id, reason, count)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self._metric_ids.update(new_ids)
+
+    def _metric_id(
+        self,
+        conn: sqlite3.Connection,
+        event: ev.MetricLogged,
+        new_ids: dict[tuple[str, str], tuple[int, str]],
+    ) -> int | None:
+        key = (event.run_id, event.name)
+        known = self._metric_ids.get(key) or new_ids.get(key)
+        if known is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO metrics (run_id, name, kind, description) "
+                "VALUES (?, ?, ?, ?)",
+                (event.run_id, event.name, event.kind, event.description),
+            )
+            row = conn.execute(
+                "SELECT id, kind FROM metrics WHERE run_id = ? AND name = ?", key
+            ).fetchone()
+            known = (row[0], row[1])
+            new_ids[key] = known
+        return known[0] if known[1] == event.kind else None
+
+    def _write_other(
+        self, conn: sqlite3.Connection, event: ev.Event, rejected: dict[tuple[str, str], int]
+    ) -> None:
+        if isinstance(event, ev.RunStarted):
+            self._insert_run(conn, event)
+        elif isinstance(event, ev.RunFinished):
+            conn.execute(
+                "UPDATE runs SET status = ?, end_time = ?, error = ? WHERE id = ? "
+                "AND status NOT IN ('Completed', 'Failed', 'Canceled')",
+                (
+                    event.status,
+                    event.time,
+                    None if event.error is None else _json(event.error),
+                    event.run_id,
+                ),
+            )
+        elif isinstance(event, ev.TagsSet):
+            conn.executemany(
+                "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                [(event.run_id, key, value) for key, value in event.tags],
+            )
+        elif isinstance(event, ev.PropertiesAdded):
+            for key, value in event.properties:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO properties (run_id, key, value) VALUES (?, ?, ?)",
+                    (event.run_id, key, value),
+                )
+                if cur.rowcount == 0:
+                    old = conn.execute(
+                        "SELECT value FROM properties WHERE run_id = ? AND key = ?",
+                        (event.run_id, key),
+                    ).fetchone()
+                    if old is not None and old[0] != value:
+                        k = (event.run_id, "property_conflict")
+                        rejected[k] = rejected.get(k, 0) + 1
+        elif isinstance(event, ev.FileUploaded):
+            conn.execute(
+                "INSERT INTO files (run_id, name, size, time) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id, name) DO UPDATE "
+                "SET size = excluded.size, time = excluded.time",
+                (event.run_id, event.name, event.size, event.time),
+            )
+        elif isinstance(event, ev.Dropped):
+            _add_drops(conn, event.run_id, event.reason, event.count)
+
+    @staticmethod
+    def _insert_run(conn: sqlite3.Connection, event: ev.RunStarted) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO runs (id, experiment, name, parent_id, status, start_time, "
+            "host, pid, pid_start, heartbeat, environment) "
+            "VALUES (?, ?, ?, ?, 'Running', ?, ?, ?, ?, ?, ?)",
+            (
+                event.run_id,
+                event.experiment,
+                event.name,
+                event.parent_id,
+                event.time,
+                event.host,
+                event.pid,
+                event.pid_start,
+                event.time,
+                _json(event.environment),
+            ),
+        )
+
+    def heartbeat(self, run_ids: Sequence[str]) -> None:
+        """Mark the given running runs as still being written."""
+        if not run_ids:
+            return
+        now = time.time()
+        conn = self._writer()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "UPDATE runs SET heartbeat = ? WHERE id = ?", [(now, run_id) for run_id in run_ids]
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run, its records and its files."""
+        conn = self._writer()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "DELETE FROM points WHERE metric_id IN (SELECT id FROM metrics WHERE run_id = ?)",
+                (run_id,),
+            )
+            for table in ("metrics", "tags", "properties", "files", "logs", "drops"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        _remove_tree(self.artifact_folder(run_id))
+
+    # -- reading -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        conn = _sqlite.connect(self.folder, create=False)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def resolve_run_id(self, prefix: str) -> str:
+        """Return the id of the one run whose id is or starts with ``prefix``."""
+        with self._reader() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (prefix,)).fetchone():
+                return prefix
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 3", (escaped + "%",)
+            ).fetchall()
+        if len(rows) == 1:
+            return str(rows[0][0])
+        if not rows:
+            raise RunNotFoundError(f"no run with id {prefix!r} in the store {self.folder}")
+        matches = ", ".join(str(r[0]) for r in rows)
+        raise RunNotFoundError(f"run id prefix {prefix!r} matches several runs ({matches}, ...)")
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """Return a run, or None."""
+        with self._reader() as conn:
+            row = conn.execute(f"{_RUN_SELECT} WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else _run_info(row)
+
+    def list_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        status: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        parent_id: str | None = None,
+    ) -> list[RunInfo]:
+        """Return runs, newest first, filtered by experiment, status, tags or parent."""
+        where: list[str] = []
+        params: list[Any] = []
+        if experiment is not None:
+            where.append("experiment = ?")
+            params.append(experiment)
+        if parent_id is not None:
+            where.append("parent_id = ?")
+            params.append(parent_id)
+        for key, value in (tags or {}).items():
+            if value is None:
+                where.append("EXISTS (SELECT 1 FROM tags t WHERE t.run_id = runs.id AND t.key = ?)")
+                params.append(key)
+            else:
+                where.append(
+                    "EXISTS (SELECT 1 FROM tags t WHERE t.run_id = runs.id AND t.key = ? "
+                    "AND t.value = ?)"
+                )
+                params.extend((key, value))
+        sql = _RUN_SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_time DESC, id"
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        runs = [_run_info(row) for row in rows]
+        return runs if status is None else [r for r in runs if r.status == status]
+
+    def list_experiments(self) -> list[str]:
+        """Return the experiment names, sorted."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT experiment FROM runs ORDER BY experiment"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def list_metrics(self, run_id: str) -> list[MetricInfo]:
+        """Return a run's metrics in the order they were first logged."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT m.name, m.kind, m.description, "  # noqa: S608 - constant fragments only
+                "(SELECT count(*) FROM points p WHERE p.metric_id = m.id), "
+                f"(SELECT p.type {_LAST_POINT}), (SELECT p.value {_LAST_POINT}) "
+                "FROM metrics m WHERE m.run_id = ? ORDER BY m.id",
+                (run_id,),
+            ).fetchall()
+        return [
+            MetricInfo(
+                name, kind, description, count, None if code is None else decode(code, value)
+            )
+            for name, kind, description, count, code, value in rows
+        ]
+
+    def metric_values(
+        self, run_id: str, name: str | None = None
+    ) -> dict[str, tuple[str, list[Any]]]:
+        """Return metric name -> (kind, values in logged order), for one metric or all."""
+        sql = "SELECT id, name, kind FROM metrics WHERE run_id = ?"
+        params: tuple[str, ...] = (run_id,)
+        if name is not None:
+            sql += " AND name = ?"
+            params = (run_id, name)
+        result: dict[str, tuple[str, list[Any]]] = {}
+        with self._reader() as conn:
+            metrics = conn.execute(sql + " ORDER BY id", params).fetchall()
+            for metric_id, metric_name, kind in metrics:
+                rows = conn.execute(
+                    "SELECT type, value FROM points WHERE metric_id = ? ORDER BY rowid",
+                    (metric_id,),
+                ).fetchall()
+                values = [v if t <= T_INT or t == T_STR else decode(t, v) for t, v in rows]
+                result[metric_name] = (kind, values)
+        return result
+
+    def metric_points(self, run_id: str, name: str) -> list[Point]:
+        """Return one metric's points in logged order."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT p.step, p.time, p.type, p.value FROM points p "
+                "JOIN metrics m ON m.id = p.metric_id WHERE m.run_id = ? AND m.name = ? "
+                "ORDER BY p.rowid",
+                (run_id, name),
+            ).fetchall()
+        return [Point(step, t, decode(code, value)) for step, t, code, value in rows]
+
+    def get_tags(self, run_id: str) -> dict[str, str | None]:
+        """Return a run's tags."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return dict(rows)
+
+    def get_properties(self, run_id: str) -> dict[str, str]:
+        """Return a run's properties."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM properties WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return dict(rows)
+
+    def list_files(self, run_id: str) -> list[FileInfo]:
+        """Return a run's files, sorted by name."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT name, size, time FROM files WHERE run_id = ? ORDER BY name", (run_id,)
+            ).fetchall()
+        return [FileInfo(*row) for row in rows]
+
+    def get_logs(
+        self,
+        run_id: str,
+        *,
+        level: int | None = None,
+        logger: str | None = None,
+        contains: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Return (sequence number, record) pairs of a run's log, oldest first."""
+        sql = "SELECT id, record FROM logs WHERE run_id = ? AND id > ?"
+        params: list[Any] = [run_id, after]
+        if level is not None:
+            sql += " AND level >= ?"
+            params.append(level)
+        if logger is not None:
+            escaped = logger.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            sql += " AND (logger = ? OR logger LIKE ? ESCAPE '\\')"
+            params.extend((logger, escaped + ".%"))
+        if contains is not None:
+            sql += " AND instr(message, ?) > 0"
+            params.append(contains)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [(seq, json.loads(record)) for seq, record in rows]
+
+    def get_drops(self, run_id: str) -> dict[str, int]:
+        """Return reason -> count of events accepted for a run but not recorded."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT reason, count FROM drops WHERE run_id = ? ORDER BY reason", (run_id,)
+            ).fetchall()
+        return dict(rows)
+
+
+_LAST_POINT: Final = "FROM points p WHERE p.metric_id = m.id ORDER BY p.rowid DESC LIMIT 1"
+_RUN_SELECT: Final = (
+    "SELECT id, experiment, name, parent_id, status, start_time, end_time, host, pid, "
+    "pid_start, heartbeat, environment, error FROM runs"
+)
+
+
+def _run_info(row: Sequence[Any]) -> RunInfo:
+    (
+        run_id,
+        experiment,
+        name,
+        parent_id,
+        status,
+        start,
+        end,
+        host,
+        pid,
+        pid_start,
+        beat,
+        env,
+        err,
+    ) = row
+    info = RunInfo(
+        id=run_id,
+        experiment=experiment,
+        name=name,
+        parent_id=parent_id,
+        status=status,
+        start_time=start,
+        end_time=end,
+        host=host,
+        pid=pid,
+        heartbeat=beat,
+        environment=json.loads(env),
+        error=None if err is None else json.loads(err),
+    )
+    if status == "Running" and not _liveness.writer_alive(host, pid, pid_start, beat):
+        info = replace(
+            info,
+            status="Failed",
+            error={
+                "type": "ProcessDied",
+                "message": (
+                    f"the run's process (pid {pid} on {host}) ended without finishing the run; "
+                    "it was killed or exited abruptly"
+                ),
+            },
+        )
+    return info
+
+
+def _log_row(event: ev.LogRecorded) -> tuple[str, float, int, str, str, int, str]:
+    record: dict[str, Any] = {
+        "time": event.time,
+        "level": event.level_name,
+        "levelno": event.level,
+        "logger": event.logger,
+        "message": event.message,
+        "process": event.process,
+        "thread": event.thread,
+        "thread_name": event.thread_name,
+    }
+    if event.exception is not None:
+        record["exception"] = event.exception
+    if event.extra:
+        record["extra"] = event.extra
+    return (
+        event.run_id,
+        event.time,
+        event.level,
+        event.logger,
+        event.message,
+        event.process,
+        _json(record),
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, allow_nan=True, ensure_ascii=False, default=repr)
+
+
+def _add_drops(conn: sqlite3.Connection, run_id: str, reason: str, count: int) -> None:
+    conn.execute(
+        "INSERT INTO drops (run_id, reason, count) VALUES (?, ?, ?) "
+        "ON CONFLICT (run_id, reason) DO UPDATE SET count = count + excluded.count",
+        (run_id, reason, count),
+    )
+
+
+def _remove_tree(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
