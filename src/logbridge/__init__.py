@@ -16,6 +16,7 @@ from logbridge._errors import (
     StoreCorruptError,
     StoreError,
 )
+from logbridge._handler import RunHandler, basicConfig
 from logbridge._run import Experiment, Run, get_run, list_runs, start_run
 from logbridge._values import Image, List, Row, Table
 from logbridge._version import __version__
@@ -31,12 +32,14 @@ __all__ = [
     "MissingExtraError",
     "Row",
     "Run",
+    "RunHandler",
     "RunNotFoundError",
     "RunStateError",
     "StoreCorruptError",
     "StoreError",
     "Table",
     "__version__",
+    "basicConfig",
     "get_run",
     "list_runs",
     "start_run",

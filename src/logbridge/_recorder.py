@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from logbridge import _events as ev
-from logbridge import _liveness, _report
+from logbridge import _liveness, _logrecords, _report
 from logbridge._store import SQLiteStore
 
 _OPEN: Final = 0
@@ -262,6 +262,8 @@ class Recorder:
                 marker.done.set()
 
     def _write(self, batch: list[ev.Event]) -> None:
+        # Captured log records are formatted and rendered here, off the caller's thread.
+        batch = _logrecords.expand(batch)
         if self._pending_drops:
             batch = [*self._take_drops(), *batch]
         delay = 0.05

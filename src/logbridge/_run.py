@@ -222,13 +222,20 @@ class Run:
             InvalidMetricError: bad name, or the name already holds another kind of metric.
             InvalidMetricTypeError: the value is not a number or a string.
         """
+        # The hot path of the Run API: plain floats and in-range int steps skip the calls
+        # that would only return them unchanged (benchmarks/bench_run_log.py).
         name = _values.check_name(name)
-        value = _values.scalar(value, name)
-        if step is not None:
+        if type(value) is not float:
+            value = _values.scalar(value, name)
+        if step is not None and (
+            type(step) is not int or not _values.INT64_MIN <= step <= _values.INT64_MAX
+        ):
             step = _check_step(step, name)
         if self._kinds.get(name) != "scalar":
             self._check_kind(name, "scalar")
-        self._put(ev.MetricLogged(self._id, name, "scalar", value, step, time.time(), description))
+        _state.recorder(self._store).put(
+            ev.MetricLogged(self._id, name, "scalar", value, step, time.time(), description)
+        )
 
     def log_list(self, name: str, value: Any, description: str = "") -> None:
         """Log a list of values (a list, tuple or numpy array) as one list metric."""
@@ -397,20 +404,19 @@ class Run:
 
     def _record_exception(self, details: dict[str, Any]) -> None:
         """Put an uncaught exception in the run's log."""
-        self._put(
-            ev.LogRecorded(
-                run_id=self._id,
-                time=time.time(),
-                level=50,
-                level_name="CRITICAL",
-                logger="logbridge.uncaught",
-                message=f"Uncaught {details['type']}: {details['message']}",
-                process=os.getpid(),
-                thread=threading.get_ident(),
-                thread_name=threading.current_thread().name,
-                exception=details.get("traceback") or None,
-            )
+        import logging  # noqa: PLC0415
+
+        record = logging.LogRecord(
+            "logbridge.uncaught",
+            logging.CRITICAL,
+            "",
+            0,
+            "Uncaught %s: %s",
+            (details["type"], details["message"]),
+            None,
         )
+        record.exc_text = details.get("traceback") or None
+        self._put(ev.RecordCaptured(self._id, record, None, None, None, ()))
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -87,6 +87,25 @@ class FileInfo:
     time: float
 
 
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A numeric metric's points as (x, value) pairs sorted by x, for charts.
+
+    ``x`` is what the pairs' first element is: ``step``, ``time`` or ``index`` (the point's
+    position in logged order). ``count`` counts all the metric's points; ``drawable`` those
+    with a finite number and an x (in the asked range; over the whole range a point with
+    neither may be counted twice); ``bucketed`` says that ``points`` holds only the lowest
+    and highest value of each x bucket.
+    """
+
+    x: str
+    points: list[tuple[float, float]]
+    count: int
+    drawable: int
+    bucketed: bool
+    x_range: tuple[float, float] | None
+
+
 class Store(Protocol):
     """The interface between logbridge and where run records live."""
 
@@ -154,6 +173,18 @@ class Store(Protocol):
 
     def get_drops(self, run_id: str) -> dict[str, int]:
         """Return reason -> count of events accepted for a run but not recorded."""
+
+    def metric_series(
+        self,
+        run_id: str,
+        name: str,
+        *,
+        x: str = "auto",
+        lo: float | None = None,
+        hi: float | None = None,
+        buckets: int | None = None,
+    ) -> Series | None:
+        """Return a metric's numeric points for a chart, or None if the run has no such metric."""
 
 
 def encode(value: Any) -> tuple[int, Any]:
@@ -235,6 +266,7 @@ class SQLiteStore:
 
     # -- writing -------------------------------------------------------------------------
 
+    @_sqlite.translated
     def write(self, events: Sequence[ev.Event]) -> None:
         """Write a batch of events in one transaction."""
         conn = self._writer()
@@ -362,6 +394,7 @@ class SQLiteStore:
             ),
         )
 
+    @_sqlite.translated
     def heartbeat(self, run_ids: Sequence[str]) -> None:
         """Mark the given running runs as still being written."""
         if not run_ids:
@@ -379,6 +412,7 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             raise
 
+    @_sqlite.translated
     def delete_run(self, run_id: str) -> None:
         """Delete a run, its records and its files."""
         conn = self._writer()
@@ -404,7 +438,8 @@ class SQLiteStore:
     def _reader(self) -> Iterator[sqlite3.Connection]:
         conn = _sqlite.connect(self.folder, create=False)
         try:
-            yield conn
+            with _sqlite.store_errors(self.folder):
+                yield conn
         finally:
             conn.close()
 
@@ -586,8 +621,96 @@ class SQLiteStore:
             ).fetchall()
         return dict(rows)
 
+    def metric_series(
+        self,
+        run_id: str,
+        name: str,
+        *,
+        x: str = "auto",
+        lo: float | None = None,
+        hi: float | None = None,
+        buckets: int | None = None,
+    ) -> Series | None:
+        """Return a metric's numeric points for a chart, or None if the run has no such metric.
+
+        Args:
+            run_id: the run.
+            name: the metric.
+            x: ``step``, ``time``, ``index``, or ``auto`` (step if every drawable point has
+                one, else index).
+            lo: the lowest x to return.
+            hi: the highest x to return.
+            buckets: when more than twice this many points are drawable, cut the x range into
+                this many equal buckets and keep each one's lowest and highest value, so a
+                million points come back as a few thousand with the shape of the line.
+
+        NaN, infinities, strings and points with no x are counted but not returned.
+        """
+        if x not in _SERIES_X and x != "auto":
+            raise ValueError(f"x must be one of auto, {', '.join(_SERIES_X)}; not {x!r}")
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT id FROM metrics WHERE run_id = ? AND name = ?", (run_id, name)
+            ).fetchone()
+            if row is None:
+                return None
+            metric_id = row[0]
+            count, stepped, step0, step1, time0, time1, bad = conn.execute(
+                "SELECT count(*), count(p.step), min(p.step), max(p.step), min(p.time), "  # noqa: S608 - constant fragments only
+                f"max(p.time), count(*) FILTER (WHERE NOT {_FINITE}) "
+                "FROM points p WHERE p.metric_id = ?",
+                (metric_id,),
+            ).fetchone()
+            if x == "auto":
+                x = "step" if count > bad and stepped == count else "index"
+            source = _SERIES_SOURCE[x]
+            params = (metric_id, -math.inf if lo is None else lo, math.inf if hi is None else hi)
+            if lo is not None or hi is not None:
+                drawable, x0, x1 = conn.execute(
+                    f"SELECT count(*), min(x), max(x) FROM ({source})",  # noqa: S608
+                    params,
+                ).fetchone()
+            else:
+                # Bounds over all points: a NaN at either end only widens the range a little.
+                drawable = max(0, (stepped if x == "step" else count) - bad)
+                x0, x1 = {"step": (step0, step1), "time": (time0, time1)}.get(x, (0, count - 1))
+                if not drawable:
+                    x0 = x1 = None
+            x_range = None if x0 is None else (x0, x1)
+            if buckets is None or drawable <= 2 * buckets or x_range is None:
+                rows = conn.execute(f"{source} ORDER BY x, r", params).fetchall()
+                points = [(px, pv) for px, pv, _ in rows]
+                return Series(x, points, count, drawable, False, x_range)
+            # SQLite gives a bare column the value of the row holding the min() or max().
+            bucket = "min(CAST((x - ?) * ? / ? AS INTEGER), ?)"
+            span = (x1 - x0) or 1
+            rows = conn.execute(
+                f"SELECT {bucket} AS b, x, min(v), r FROM ({source}) GROUP BY b "  # noqa: S608
+                f"UNION ALL SELECT {bucket} AS b, x, max(v), r FROM ({source}) GROUP BY b",
+                (x0, buckets, span, buckets - 1, *params) * 2,
+            ).fetchall()
+        pairs = sorted({(b, px, r): pv for b, px, pv, r in rows}.items())
+        points = [(px, pv) for (_, px, _), pv in pairs]
+        return Series(x, points, count, drawable, True, x_range)
+
 
 _LAST_POINT: Final = "FROM points p WHERE p.metric_id = m.id ORDER BY p.rowid DESC LIMIT 1"
+_FINITE: Final = (
+    f"(p.type IN ({T_FLOAT}, {T_INT}, {T_BOOL}) "
+    "AND p.value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308)"
+)
+_SERIES_X: Final = ("step", "time", "index")
+_SERIES_SOURCE: Final = {
+    column: f"SELECT p.{column} AS x, p.value AS v, p.rowid AS r FROM points p "  # noqa: S608
+    f"WHERE p.metric_id = ? AND {_FINITE} AND p.{column} >= ? AND p.{column} <= ?"
+    for column in ("step", "time")
+}
+# The index counts every point, so points are numbered before they are filtered.
+_SERIES_SOURCE["index"] = (
+    "SELECT x, p.value AS v, r FROM (SELECT row_number() OVER (ORDER BY rowid) - 1 AS x, "  # noqa: S608
+    "type, value, rowid AS r FROM points WHERE metric_id = ?) p "
+    f"WHERE {_FINITE} AND x >= ? AND x <= ?"
+)
 _RUN_SELECT: Final = (
     "SELECT id, experiment, name, parent_id, status, start_time, end_time, host, pid, "
     "pid_start, heartbeat, environment, error FROM runs"
@@ -640,20 +763,6 @@ def _run_info(row: Sequence[Any]) -> RunInfo:
 
 
 def _log_row(event: ev.LogRecorded) -> tuple[str, float, int, str, str, int, str]:
-    record: dict[str, Any] = {
-        "time": event.time,
-        "level": event.level_name,
-        "levelno": event.level,
-        "logger": event.logger,
-        "message": event.message,
-        "process": event.process,
-        "thread": event.thread,
-        "thread_name": event.thread_name,
-    }
-    if event.exception is not None:
-        record["exception"] = event.exception
-    if event.extra:
-        record["extra"] = event.extra
     return (
         event.run_id,
         event.time,
@@ -661,7 +770,7 @@ def _log_row(event: ev.LogRecorded) -> tuple[str, float, int, str, str, int, str
         event.logger,
         event.message,
         event.process,
-        _json(record),
+        event.record,
     )
 
 

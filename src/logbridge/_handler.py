@@ -1,0 +1,366 @@
+"""`RunHandler`, the bridge from the standard library's `logging` to the run record.
+
+``emit`` does the least it can in the caller's thread: it finds the run, copies what could
+still change (message arguments, extras and tagged metrics that are not immutable) and queues
+the record. Formatting, JSON rendering, validation of metrics and all I/O happen on the
+recorder's writer thread (`_logrecords`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from logbridge import _events as ev
+from logbridge import _jsonsafe, _report, _settings, _state, _values
+from logbridge._errors import InvalidMetricTypeError
+from logbridge._logrecords import Frozen, message_of
+from logbridge._run import Run, start_run
+
+_IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), bytes, complex})
+_TAGGING: Final = ("metrics", "step", "tags")
+_STANDARD: Final = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", None, None).__dict__,
+        "message",
+        "asctime",
+        "taskName",
+    }
+)
+_RETRY_RUN_AFTER: Final = 30.0
+
+
+class _ThreadState(threading.local):
+    last: object = None
+    """The last record (or structlog event) recorded in this thread: one record, one entry."""
+    busy: bool = False
+    """True while this thread is inside logbridge, so logging done there is not recorded."""
+
+
+tls = _ThreadState()
+
+
+class RunHandler(logging.Handler):
+    """A logging handler that records every log record into a run.
+
+    Tagged records (``extra={"metrics": {...}, "step": n, "tags": {...}}``) also become metrics
+    and tags. Without ``run`` the handler records into the process's run
+    (`Run.get_context`), started at the first record if there is none. Works with
+    ``basicConfig(handlers=...)``, ``addHandler``, ``dictConfig`` (``"class":
+    "logbridge.RunHandler"`` with these keyword arguments) and ``fileConfig``.
+
+    Args:
+        level: the handler's level (records below it cost nothing).
+        run: a `Run` or a run id to record into, instead of the process's run.
+        experiment: experiment of the run the handler starts if there is none yet.
+        name: display name of that run.
+        tags: tags of that run.
+        store: store folder of that run (default ``$LOGBRIDGE_HOME``, else ``./logbridge-runs``).
+    """
+
+    def __init__(
+        self,
+        level: int | str = logging.NOTSET,
+        *,
+        run: Run | str | None = None,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        store: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Check the options now, so mistakes surface at configuration time."""
+        super().__init__(level)
+        if run is not None and not isinstance(run, (Run, str)):
+            raise InvalidMetricTypeError(f"run= takes a Run or a run id, not {type(run).__name__}")
+        if experiment is not None:
+            _values.check_name(experiment, "experiment")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InvalidMetricTypeError(f"tags= takes a mapping, not {type(tags).__name__}")
+        self._run_option = run
+        self._run: Run | None = run if isinstance(run, Run) else None
+        self._experiment = experiment
+        self._name = name
+        self._tags = dict(tags) if tags is not None else None
+        self._store = store
+        self._failed_at = 0.0
+
+    def __repr__(self) -> str:
+        """Show the level and the run, if bound."""
+        level = logging.getLevelName(self.level)
+        return f"<RunHandler ({level}) run={self._run.id if self._run else None}>"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue ``record`` for the run; never raises, never does I/O in the common case."""
+        try:
+            state = tls
+            last = state.last
+            if (
+                state.busy
+                or (last is not None and (last is record or record.msg is last))
+                or _internal(record)
+            ):
+                return
+            state.last = record
+            run = self._run
+            if run is None:
+                run = _state._current if self._run_option is None else None  # noqa: SLF001
+                if run is None:
+                    run = self._resolve()
+                    if run is None:
+                        return
+            capture(run, record)
+        except RecursionError:
+            _report.once(
+                "handler_recursion", "RunHandler: recursion while recording; record dropped"
+            )
+        except Exception:
+            self.handleError(record)
+
+    def _resolve(self) -> Run | None:
+        """Find or start the run to record into (the slow path of the first record)."""
+        if self._failed_at and time.monotonic() - self._failed_at < _RETRY_RUN_AFTER:
+            return None
+        tls.busy = True
+        try:
+            if isinstance(self._run_option, str):
+                from logbridge._run import get_run  # noqa: PLC0415
+
+                self._run = get_run(self._run_option, store=self._store)
+                return self._run
+            if _settings.run_id() is None and (
+                self._experiment or self._name or self._tags or self._store
+            ):
+                return start_run(self._experiment, self._name, self._tags, self._store)
+            return Run.get_context()
+        except Exception as err:
+            self._failed_at = time.monotonic()
+            _report.once(
+                "handler_run",
+                f"RunHandler cannot start or find its run ({err}); log records are not recorded "
+                f"(retrying every {_RETRY_RUN_AFTER:.0f} s)",
+            )
+            return None
+        finally:
+            tls.busy = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
+        """Report a failure to record once per kind on stderr; never print a traceback."""
+        err = sys.exc_info()[1]
+        kind = type(err).__name__ if err is not None else "Error"
+        _report.once(
+            f"handler_error:{kind}",
+            f"RunHandler could not record a log record of {record.name!r} ({kind}: "
+            f"{_jsonsafe.describe(err)[:200]}); further errors of this kind are not printed",
+        )
+
+    def flush(self) -> None:
+        """Wait (boundedly) until the records so far are in the store."""
+        run = self._run or _state._current  # noqa: SLF001
+        recorder = _state.existing_recorder(run.store) if run is not None else None
+        if recorder is not None:
+            recorder.flush(_settings.exit_timeout())
+
+    def close(self) -> None:
+        """Flush and detach; idempotent. Records emitted afterwards are still recorded."""
+        try:
+            self.flush()
+        finally:
+            super().close()
+
+
+def _internal(record: logging.LogRecord) -> bool:
+    """Whether ``record`` comes from logbridge itself (its loggers or its threads)."""
+    name = record.name
+    if name.startswith("logbridge") and (len(name) == 9 or name[9] == "."):
+        return True
+    thread = record.threadName
+    return thread is not None and thread.startswith("logbridge-")
+
+
+def capture(run: Run, record: logging.LogRecord) -> None:
+    """Queue ``record`` for ``run``, copying now whatever could change after the call."""
+    data = record.__dict__
+    problems: tuple[str, ...] = ()
+    metrics = data.get("metrics")
+    tags = data.get("tags")
+    if metrics is not None:
+        metrics, problems = _capture_metrics(run, metrics)
+    if tags is not None and type(tags) is dict:
+        tags = dict(tags)
+    args = record.args
+    if (
+        type(record.msg) is not str
+        or record.exc_info
+        or (args and not _immutable(args))
+        or (len(data) > _BASE_SIZE and _mutable_extras(data))
+    ):
+        record, problem = _snapshot(record)
+        if problem:
+            problems = (*problems, problem)
+    _state.recorder(run.store).put(
+        ev.RecordCaptured(run.id, record, metrics, data.get("step"), tags, problems)
+    )
+
+
+_BASE_SIZE: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+
+
+def _immutable(args: Any) -> bool:
+    if type(args) is tuple:
+        for arg in args:
+            kind = type(arg)
+            if kind not in _IMMUTABLE and not (kind is tuple and _immutable(arg)):
+                return False
+        return True
+    return False
+
+
+def _mutable_extras(data: dict[str, Any]) -> bool:
+    for key, value in data.items():
+        if key not in _STANDARD and key not in _TAGGING and type(value) not in _IMMUTABLE:
+            return True
+    return False
+
+
+def _snapshot(record: logging.LogRecord) -> tuple[logging.LogRecord, str | None]:
+    """Return a copy of ``record`` with its message formatted and extras copied, now."""
+    snap = copy.copy(record)
+    message, problem = message_of(record)
+    snap.msg, snap.args = message, None
+    if record.exc_info and not record.exc_text:
+        snap.exc_text = _format_exception(record)
+    snap.exc_info = None
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD and key not in _TAGGING and type(value) not in _IMMUTABLE:
+            snap.__dict__[key] = _jsonsafe.safe(value)
+    return snap, problem
+
+
+def _format_exception(record: logging.LogRecord) -> str:
+    try:
+        return logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+    except Exception as err:
+        return f"<traceback could not be formatted: {_jsonsafe.describe(err)}>"
+
+
+def _capture_metrics(
+    run: Run, metrics: Any
+) -> tuple[tuple[tuple[Any, Any], ...] | None, tuple[str, ...]]:
+    if not isinstance(metrics, Mapping):
+        what = type(metrics).__name__
+        return None, (f"metrics must be a mapping of name to value, not {what}; ignored",)
+    items: list[tuple[Any, Any]] = []
+    for name, value in metrics.items():
+        kind = type(value)
+        if kind is float or kind is int or kind is str or kind is bool:
+            items.append((name, value))
+        else:
+            frozen = _freeze(run, name, value)
+            if frozen is not None:
+                items.append((name, frozen))
+    return tuple(items), ()
+
+
+def _freeze(run: Run, name: Any, value: Any) -> Frozen | None:
+    """Copy a non-primitive metric value now, as the kind its marker type says."""
+    try:
+        label = name if isinstance(name, str) else repr(name)
+        if isinstance(value, _values.Row):
+            return Frozen("row", _values.row(value.cells, label))
+        if isinstance(value, _values.Table):
+            return Frozen("table", _values.columns(value.columns, label))
+        if isinstance(value, _values.List):
+            return Frozen("list", _values.scalars(value.values, label))
+        if isinstance(value, _values.Image):
+            run.log_image(name, path=value.path, plot=value.plot)
+            return None
+        return Frozen("scalar", _values.scalar(value, label))
+    except Exception as err:
+        return Frozen("error", _jsonsafe.text(str(err))[:300] or type(err).__name__)
+
+
+_configured: list[logging.Handler] = []
+_configure_lock = threading.Lock()
+_CONSOLE_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
+
+
+def basicConfig(  # noqa: N802 - named after logging.basicConfig on purpose
+    level: int | str = "DEBUG",
+    console_level: int | str | None = "INFO",
+    experiment: str | None = None,
+    levels: Mapping[str, int | str] | None = None,
+    **options: Any,
+) -> Run:
+    """Record every library's logs, down to ``level``, while the console shows less.
+
+    Puts a `RunHandler` at ``level`` and (unless the root logger already has a console
+    handler, or ``console_level`` is None) a console handler at ``console_level`` on the root
+    logger, lowers the root logger to the lower of the two, applies ``levels`` (logger name ->
+    level, e.g. ``{"urllib3": "INFO"}``) and captures `warnings`. Calling it again replaces
+    what the previous call added instead of adding more.
+
+    Args:
+        level: the lowest level recorded into the run.
+        console_level: the lowest level shown on stderr, or None for no console handler.
+        experiment: the experiment of the run started if there is none yet.
+        levels: per-logger levels.
+        **options: `RunHandler` options (``run``, ``name``, ``tags``, ``store``).
+
+    Returns:
+        The run the records go to.
+    """
+    record_level = _level(level)
+    shown_level = None if console_level is None else _level(console_level)
+    for value in (levels or {}).values():
+        _level(value)
+    with _configure_lock:
+        root = logging.getLogger()
+        for old in _configured:
+            root.removeHandler(old)
+        _configured.clear()
+        handler = RunHandler(record_level, experiment=experiment, **options)
+        run = handler._run or _state.current_run() or handler._resolve()  # noqa: SLF001
+        if run is None:
+            raise RuntimeError("logbridge.basicConfig: no run could be started (see stderr)")
+        handler._run = handler._run or (None if run is _state.current_run() else run)  # noqa: SLF001
+        root.addHandler(handler)
+        _configured.append(handler)
+        lowest = record_level
+        if shown_level is not None and not _has_console(root):
+            console = logging.StreamHandler()
+            console.setLevel(shown_level)
+            console.setFormatter(logging.Formatter(_CONSOLE_FORMAT))
+            root.addHandler(console)
+            _configured.append(console)
+            lowest = min(lowest, shown_level)
+        root.setLevel(lowest)
+        for name, value in (levels or {}).items():
+            logging.getLogger(name).setLevel(_level(value))
+        logging.captureWarnings(True)
+    return run
+
+
+def _has_console(root: logging.Logger) -> bool:
+    return any(
+        isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        for h in root.handlers
+    )
+
+
+def _level(value: int | str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidMetricTypeError(f"a log level is a name or a number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    number = logging.getLevelName(value.upper())
+    if not isinstance(number, int):
+        raise ValueError(  # noqa: TRY004 - a bad value, not a bad type
+            f"unknown log level {value!r}; use DEBUG, INFO, WARNING, ERROR or a number"
+        )
+    return number
