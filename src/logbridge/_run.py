@@ -85,6 +85,12 @@ class Run:
         """Show experiment, id and name."""
         return f"Run(experiment={self._experiment!r}, id={self._id!r}, name={self._name!r})"
 
+    def _repr_html_(self) -> str:
+        """Show the run in a notebook: status, a metric table and small charts."""
+        from logbridge.ui._notebook import run_html  # noqa: PLC0415 - only notebooks need it
+
+        return run_html(self)
+
     def __eq__(self, other: object) -> bool:
         """Runs are equal when they are the same run of the same store."""
         return isinstance(other, Run) and (other._id, other._store) == (self._id, self._store)
