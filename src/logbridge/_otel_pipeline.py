@@ -1,0 +1,402 @@
+"""The OpenTelemetry export pipeline: a bounded buffer, one exporter thread, counted losses.
+
+The recorder's writer thread hands each batch it wrote to `Pipeline.put`, which only appends
+to a bounded buffer. The exporter thread (named ``logbridge-otel``, so the `RunHandler`
+ignores whatever the exporters, urllib3 or grpc log while it runs) converts batches and sends
+them with the SDK's OTLP exporters, which retry 429/502/503/504 and UNAVAILABLE within their
+timeout. A batch that still failed for a transient reason is tried again after a growing
+pause; one refused for good (400, 401, 500...) is counted. While the collector keeps up, a
+full buffer makes the writer wait for room (so a healthy collector receives everything);
+while it is failing, overflow is counted at once. Every item that is not delivered is counted
+per run, reported once at shutdown and recorded in the run as dropped (``otel_export``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from logbridge import _events as ev
+from logbridge import _report
+from logbridge._otel_convert import Batch, Converter, retryable_grpc
+
+BATCH_SIZE: Final = 2_000
+"""Events converted and sent in one export call."""
+_SCHEDULE_DELAY: Final = 0.5
+_ROOM_WAIT: Final = 1.0
+_BACKOFF_FIRST: Final = 0.5
+_BACKOFF_MAX: Final = 30.0
+_RETRYABLE_HTTP: Final = frozenset({408, 429, 502, 503, 504})
+_EXPORTED: Final = (ev.LogRecorded, ev.MetricLogged, ev.RunStarted, ev.RunFinished, ev.TagsSet)
+_DROPPABLE: Final = (ev.LogRecorded, ev.MetricLogged)
+_EXPORTER_LOGGERS: Final = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.sdk.metrics._internal.export",
+)
+_SIGNALS: Final = ("log records", "metric points", "spans")
+_GRPC_CODE: Final = re.compile(r"StatusCode\.([A-Z_]+)")
+
+THREAD_PREFIX: Final = "logbridge-otel"
+
+
+@dataclass
+class Exporters:
+    """The three OTLP exporters of one destination, and how to read why an export failed."""
+
+    logs: Any
+    spans: Any
+    metrics: Any
+    protocol: str
+    endpoint: str
+    status: dict[str, Any] = field(default_factory=dict)
+    """Last HTTP status seen by the exporters' session (None: no answer)."""
+
+    def shutdown(self) -> None:
+        """Shut the exporters down (aborts the retry pauses of an export in progress)."""
+        for exporter in (self.logs, self.spans, self.metrics):
+            with contextlib.suppress(Exception):  # shutting down what may already be broken
+                exporter.shutdown()
+
+
+class _Quiet(logging.Filter):
+    """Keeps what the exporters log on logbridge's threads off the application's handlers.
+
+    The messages are kept instead: they tell which gRPC status ended an export.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: collections.deque[str] = collections.deque(maxlen=20)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not threading.current_thread().name.startswith(THREAD_PREFIX):
+            return True
+        with contextlib.suppress(Exception):  # a message that cannot be formatted is not needed
+            self.messages.append(record.getMessage()[:500])
+        return False
+
+
+_quiet = _Quiet()
+for _name in _EXPORTER_LOGGERS:
+    logging.getLogger(_name).addFilter(_quiet)
+
+
+class Lost:
+    """Counts of items not delivered, per run and per signal, and the last reason."""
+
+    def __init__(self) -> None:
+        """Start at zero."""
+        self.by_run: dict[str, collections.Counter[str]] = {}
+        self.reason = ""
+        self._lock = threading.Lock()
+
+    def add(self, runs: Iterable[str], what: str, reason: str) -> None:
+        """Count one item of ``what`` ("log records", ...) for each run in ``runs``."""
+        with self._lock:
+            for run_id in runs:
+                self.by_run.setdefault(run_id, collections.Counter())[what] += 1
+            self.reason = reason
+
+    def total(self) -> int:
+        """Return how many items were lost."""
+        with self._lock:
+            return sum(sum(c.values()) for c in self.by_run.values())
+
+
+class Pipeline:
+    """A bounded buffer of events and the thread that exports them."""
+
+    def __init__(
+        self,
+        make_exporters: Callable[[], Exporters],
+        converter: Converter,
+        *,
+        limit: int,
+        on_lost: Callable[[str, int], None] | None = None,
+        replay_hint: bool = True,
+    ) -> None:
+        """Export with ``make_exporters()`` (called on the exporter thread)."""
+        self._make_exporters = make_exporters
+        self._exporters: Exporters | None = None
+        self._converter = converter
+        self._limit = max(1, limit)
+        self._on_lost = on_lost
+        self._replay_hint = replay_hint
+        self._buffer: collections.deque[ev.Event] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: Batch | None = None
+        self._inflight = 0
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._progress = 0
+        self._stopping = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.lost = Lost()
+        self.sent: collections.Counter[str] = collections.Counter()
+
+    # -- the writer's side -----------------------------------------------------------------
+
+    def put(self, events: Sequence[ev.Event]) -> None:
+        """Take the events worth exporting; wait for room only while the collector keeps up."""
+        wanted: list[ev.Event] = [e for e in events if isinstance(e, _EXPORTED)]
+        if not wanted:
+            return
+        overflow: list[ev.Event] = []
+        with self._cond:
+            if self._closed:
+                overflow = wanted
+            else:
+                self._wait_for_room(len(wanted))
+                room = self._limit - len(self._buffer)
+                for event in wanted:
+                    if room > 0 or not isinstance(event, _DROPPABLE):
+                        self._buffer.append(event)
+                        room -= 1
+                    else:
+                        overflow.append(event)
+                if len(self._buffer) >= BATCH_SIZE:
+                    self._cond.notify_all()
+        if self._thread is None and not self._closed:
+            self._start()
+        if overflow:
+            self._count_events(overflow, "the export buffer was full (LOGBRIDGE_OTEL_BUFFER)")
+
+    def _wait_for_room(self, n: int) -> None:
+        while len(self._buffer) + n > self._limit and self._healthy() and not self._stopping:
+            before = self._progress
+            self._cond.notify_all()
+            self._cond.wait(_ROOM_WAIT)
+            if self._progress == before:
+                return
+
+    def _healthy(self) -> bool:
+        return self._backoff == 0.0
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is not None or self._closed:
+                return
+            thread = threading.Thread(target=self._loop, name=THREAD_PREFIX, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # the interpreter is finalising: nothing can be sent now
+                return
+            self._thread = thread
+
+    def force_flush(self, timeout: float | None) -> bool:
+        """Wait until everything taken is sent; False on timeout or while the collector fails."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify_all()
+            while self._buffer or self._pending is not None or self._inflight:
+                if not self._healthy() or self._thread is None or not self._thread.is_alive():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left if left is not None else 1.0)
+        return True
+
+    def shutdown(self, timeout: float | None) -> None:
+        """Send what can be sent within ``timeout``, count the rest, report it once."""
+        with self._cond:
+            if self._closed:
+                return
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._cond:
+            self._closed = True
+            left = list(self._buffer)
+            self._buffer.clear()
+            pending, self._pending = self._pending, None
+            abandoned = thread is not None and thread.is_alive()
+        reason = self.lost.reason or "not sent before the exit deadline"
+        if abandoned:
+            reason = "the export did not finish within the exit deadline"
+        self._count_events(left, reason)
+        if pending is not None:
+            self._count_batch(pending, reason, _SIGNALS)
+        if self._exporters is not None:
+            self._exporters.shutdown()  # also cuts short an abandoned export's retries
+        self._report()
+
+    def abandon(self) -> None:
+        """Forget everything without sending or reporting (a forked child's inheritance)."""
+        self._closed = True
+        self._stopping = True
+
+    # -- counting ----------------------------------------------------------------------------
+
+    def _count_events(self, events: Iterable[ev.Event], reason: str) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is ev.LogRecorded:
+                self.lost.add([event.run_id], "log records", reason)
+            elif kind is ev.MetricLogged:
+                self.lost.add([event.run_id], "metric points", reason)
+            elif kind is ev.RunFinished:
+                self.lost.add([event.run_id], "spans", reason)
+
+    def _count_batch(self, batch: Batch, reason: str, signals: Iterable[str]) -> None:
+        for what in signals:
+            if what == "log records":
+                self.lost.add(batch.log_runs, what, reason)
+            elif what == "metric points":
+                self.lost.add(batch.point_runs(), what, reason)
+            else:
+                self.lost.add(batch.span_runs, what, reason)
+
+    def _report(self) -> None:
+        if not self.lost.by_run:
+            return
+        where = self._exporters.endpoint if self._exporters is not None else "the collector"
+        for run_id, counts in sorted(self.lost.by_run.items()):
+            parts = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+            hint = f"; replay with: logbridge export {run_id}" if self._replay_hint else ""
+            _report.always(
+                f"OpenTelemetry: {parts} of run {run_id} could not be sent to {where} "
+                f"({self.lost.reason}); the local store has them all{hint}"
+            )
+            if self._on_lost is not None:
+                self._on_lost(run_id, sum(counts.values()))
+
+    # -- the exporter thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            self._exporters = self._make_exporters()
+        except Exception as err:
+            self.lost.reason = f"the exporters could not be created: {err}"
+            _report.once("otel_setup", f"OpenTelemetry export is off: {err}")
+            with self._cond:
+                self._backoff = _BACKOFF_MAX
+                self._closed = True
+                self._cond.notify_all()
+            return
+        while True:
+            with self._cond:
+                taken = self._next()
+                if taken is None:
+                    return
+            self._send(taken)
+
+    def _next(self) -> list[ev.Event] | None:
+        """Wait for work; return events to convert ([] to retry the pending batch), None to stop."""
+        while True:
+            if self._pending is not None:
+                wait = self._retry_at - time.monotonic()
+                if self._stopping or wait <= 0:
+                    self._inflight = 1
+                    return []
+                self._cond.wait(wait)
+                continue
+            if self._stopping and not self._healthy():
+                return None  # the last try failed: shutdown counts what is left
+            if self._buffer:
+                if not self._stopping and len(self._buffer) < BATCH_SIZE:
+                    self._cond.wait(_SCHEDULE_DELAY)  # gather a fuller batch, or a flush
+                taken = [self._buffer.popleft() for _ in range(min(BATCH_SIZE, len(self._buffer)))]
+                self._inflight = len(taken)
+                return taken
+            if self._stopping:
+                return None
+            self._cond.wait(_SCHEDULE_DELAY)
+
+    def _send(self, taken: list[ev.Event]) -> None:
+        try:
+            batch = self._pending if not taken else self._converter.convert(taken)
+        except Exception as err:
+            _report.once("otel_convert", f"OpenTelemetry: could not convert events: {err}")
+            self._count_events(taken, f"conversion failed: {err}")
+            self._done(None, progress=True)
+            return
+        if batch is None:
+            self._done(None, progress=False)
+            return
+        retry = Batch()
+        for what in _SIGNALS:
+            self._send_signal(batch, what, retry)
+        transient = bool(retry.logs or retry.points or retry.spans)
+        if transient and self._stopping:
+            self._count_batch(retry, self.lost.reason, _SIGNALS)
+            transient = False
+        self._done(retry if transient else None, progress=not transient)
+
+    def _send_signal(self, batch: Batch, what: str, retry: Batch) -> None:
+        exporters = self._exporters
+        if exporters is None:
+            return
+        if what == "log records":
+            count, exporter = len(batch.logs), exporters.logs
+            data: Any = batch.logs
+        elif what == "metric points":
+            count, exporter = len(batch.points), exporters.metrics
+            data = batch.metrics() if count else None
+        else:
+            count, exporter, data = len(batch.spans), exporters.spans, batch.spans
+        if not count:
+            return
+        ok, again, why = self._export(exporters, exporter, data)
+        if ok:
+            self.sent[what] += count
+        elif not again:
+            self._count_batch(batch, why, (what,))
+        elif what == "log records":
+            retry.logs, retry.log_runs = batch.logs, batch.log_runs
+        elif what == "metric points":
+            retry.points = batch.points
+        else:
+            retry.spans, retry.span_runs = batch.spans, batch.span_runs
+
+    def _done(self, pending: Batch | None, *, progress: bool) -> None:
+        with self._cond:
+            self._pending = pending
+            self._inflight = 0
+            if pending is None:
+                self._backoff = 0.0
+            else:
+                self._backoff = min(_BACKOFF_MAX, max(_BACKOFF_FIRST, self._backoff * 2))
+                self._retry_at = time.monotonic() + self._backoff
+            if progress:
+                self._progress += 1
+            self._cond.notify_all()
+
+    def _export(self, exporters: Exporters, exporter: Any, data: Any) -> tuple[bool, bool, str]:
+        """Export ``data``; return (delivered, worth retrying, reason)."""
+        exporters.status.clear()
+        _quiet.messages.clear()
+        try:
+            result = exporter.export(data)
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            self.lost.reason = reason
+            return False, True, reason
+        if getattr(result, "name", "") == "SUCCESS" or getattr(result, "value", None) == 0:
+            return True, False, ""
+        if exporters.protocol == "grpc":
+            codes = [m.group(1) for m in map(_GRPC_CODE.search, _quiet.messages) if m]
+            code = codes[-1] if codes else None
+            again = retryable_grpc(code)
+            reason = f"gRPC {code}" if code else "the collector could not be reached"
+        else:
+            status = exporters.status.get("code")
+            again = status is None or status in _RETRYABLE_HTTP
+            reason = f"HTTP {status}" if status else "the collector could not be reached"
+        self.lost.reason = reason
+        return False, again, reason
