@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ from typing import IO, Any
 from logbridge._errors import ArtifactNameError
 
 MAX_NAME_LENGTH = 1024
+MAX_SEGMENT_BYTES = 255
+"""Longest segment of a name between slashes, in UTF-8 bytes (the limit of common file systems)."""
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -22,8 +25,9 @@ def check_name(name: object) -> str:
     """Return ``name`` if it is a valid artifact name: a relative path with ``/`` separators.
 
     Refused: non-strings, empty names, absolute paths, drive letters, ``.`` and ``..``
-    segments, empty segments, backslashes, control characters and names over
-    `MAX_NAME_LENGTH` characters.
+    segments, empty segments, backslashes, control characters, lone surrogates, names over
+    `MAX_NAME_LENGTH` characters and segments over `MAX_SEGMENT_BYTES` bytes. Nothing is
+    decoded: ``%2e%2e%2f`` is a file of that literal name, and ``#`` or ``?`` are characters.
     """
     if not isinstance(name, str):
         raise ArtifactNameError(f"artifact name must be a str, not {type(name).__name__}")
@@ -42,13 +46,15 @@ def _problem(name: str) -> str | None:
         return "it holds a control character or a backslash"
     if name.startswith("/") or _DRIVE.match(name):
         return "it is an absolute path"
-    segments = name.split("/")
-    if any(seg in ("", ".", "..") for seg in segments):
-        return "it has an empty, '.' or '..' segment"
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return "it is not valid Unicode"
+    segments = name.split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
+        return "it has an empty, '.' or '..' segment"
+    if any(len(seg.encode("utf-8")) > MAX_SEGMENT_BYTES for seg in segments):
+        return f"a part between slashes is longer than {MAX_SEGMENT_BYTES} bytes"
     return None
 
 
@@ -67,11 +73,18 @@ def store_file(folder: Path, name: str, source: str | os.PathLike[str] | IO[Any]
 
     The copy is written beside its final name and renamed into place, so readers never see a
     half-written file.
+
+    Raises:
+        ArtifactNameError: the name is refused (see `check_name`), leads outside ``folder``,
+            is too long for the file system, or a file of the run stands where it needs a
+            folder (or the other way round).
+        OSError: the source cannot be read or the copy cannot be written.
     """
     target = path_in(folder, name)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+        # Short, so that a name as long as the file system allows still has a temporary twin.
+        tmp = target.parent / f".lb-{uuid.uuid4().hex[:12]}.tmp"
         try:
             if isinstance(source, (str, os.PathLike)):
                 shutil.copyfile(source, tmp)
@@ -83,9 +96,14 @@ def store_file(folder: Path, name: str, source: str | os.PathLike[str] | IO[Any]
             with contextlib.suppress(OSError):
                 tmp.unlink()
     except OSError as err:
-        if err.errno == 36:  # ENAMETOOLONG
+        if err.errno == errno.ENAMETOOLONG:
             raise ArtifactNameError(
-                f"artifact name {name!r} is too long for the filesystem"
+                f"artifact name {name[:200]!r} is too long for the file system"
+            ) from None
+        if err.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise ArtifactNameError(
+                f"artifact name {name[:200]!r} is refused: a file of the run stands where it "
+                "needs a folder, or a folder where it needs a file"
             ) from None
         raise
     return target.stat().st_size
