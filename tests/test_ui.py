@@ -445,3 +445,28 @@ def test_repr_html_shows_status_metrics_and_escapes(runs: dict[str, logbridge.Ru
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
     assert _notebook.run_html(runs["broken"]).count("ZeroDivisionError") >= 1
+
+
+def test_cli_ui_serves_on_loopback(store: Path, runs: dict[str, logbridge.Run]) -> None:
+    """`logbridge ui --port 0` prints its URL on 127.0.0.1 and serves the runs there."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "logbridge", "--store", str(store), "ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("logbridge viewer: http://127.0.0.1:"), line
+        url = line.split()[2]
+        with urllib.request.urlopen(url + "api/runs", timeout=10) as response:
+            names = {r["name"] for r in json.loads(response.read())["runs"]}
+        assert "baseline" in names
+    finally:
+        process.terminate()
+        process.wait(10)

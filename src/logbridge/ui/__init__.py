@@ -101,8 +101,8 @@ def serve(
     if not is_loopback(host):
         _warn_remote(host, server.server_port)
     shown = f"[{host}]" if ":" in host else host
-    print(f"logbridge viewer: http://{shown}:{server.server_port}/  (Ctrl-C to stop)")  # noqa: T201
-    print(f"store: {_settings.store_path(store)}")  # noqa: T201
+    print(f"logbridge viewer: http://{shown}:{server.server_port}/  (Ctrl-C to stop)", flush=True)  # noqa: T201
+    print(f"store: {_settings.store_path(store)}", flush=True)  # noqa: T201
     try:
         server.serve_forever()
     except KeyboardInterrupt:
