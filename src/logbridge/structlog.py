@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, MutableMapping
+from types import FrameType
 from typing import Any, Final
 
 from logbridge import _jsonsafe, _report, _state
@@ -95,15 +96,64 @@ class RunProcessor:
             return
         source = event_dict.get("_record")
         last = state.last
-        if source is not None and last is not None and (last is source or source.msg is last):
+        if (
+            source is not None
+            and last is not None
+            and (last is source or source.msg is last or _same_record(last, source))
+        ):
             return
         handler = self._handler
         run = handler._run or _state._current or handler._resolve()  # noqa: SLF001
         if run is None:
             return
         record = _to_record(logger, method_name, event_dict, source)
-        state.last = source if source is not None else event_dict
+        # ProcessorFormatter hands us a copy of the record: remember the original, which is
+        # what a RunHandler beside the formatter's handler gets.
+        state.last = event_dict if source is None else _original(source, sys._getframe(2))  # noqa: SLF001
+        if source is None and isinstance(logger, logging.Logger):
+            # The chain ends in this stdlib logger (structlog.stdlib.LoggerFactory): the record
+            # it makes of the rendered event is this event again, for a RunHandler to skip.
+            state.structlog_call = _structlog_call(sys._getframe(2))  # noqa: SLF001
         capture(run, record)
+
+
+def _same_record(last: object, record: logging.LogRecord) -> bool:
+    """Whether ``last`` is ``record`` or the record ``record`` was copied from."""
+    return (
+        isinstance(last, logging.LogRecord)
+        and last.msg is record.msg
+        and last.created == record.created
+        and last.thread == record.thread
+        and last.name == record.name
+    )
+
+
+def _original(copy: logging.LogRecord, frame: FrameType | None) -> logging.LogRecord:
+    """Return the record ``copy`` was made from (found in the logging calls up the stack)."""
+    for _ in range(12):
+        if frame is None:
+            break
+        found = frame.f_locals.get("record")
+        if found is not copy and isinstance(found, logging.LogRecord) and _same_record(found, copy):
+            return found
+        frame = frame.f_back
+    return copy
+
+
+def _structlog_call(frame: FrameType | None) -> FrameType | None:
+    """Return the frame of the structlog call that runs the chain and then calls the logger.
+
+    That is the caller of structlog's ``_process_event``; processors wrapping this one only
+    move it further up the stack.
+    """
+    found = frame
+    for _ in range(8):
+        if found is None:
+            break
+        if found.f_code.co_name == "_process_event":
+            return found.f_back
+        found = found.f_back
+    return frame.f_back if frame is not None else None
 
 
 def _to_record(
