@@ -242,7 +242,7 @@ def test_compare_overlays_one_metric_of_several_runs(site: dict[str, Any], page:
 
 
 def test_a_million_points_draw_downsampled(site: dict[str, Any], page: Any) -> None:
-    """A 1,000,000-point series arrives as a few thousand points and is drawn."""
+    """A 1,000,000-point series arrives as a few thousand points, is drawn, and zooms in."""
     run = logbridge.start_run(experiment="big", name="million", store=site["store"])
     for i in range(1_000_000):
         run.log("signal", math.sin(i / 20_000) + (1.0 if i == 765_432 else 0.0), step=i)
@@ -256,3 +256,16 @@ def test_a_million_points_draw_downsampled(site: dict[str, Any], page: Any) -> N
     assert found.locator("canvas").count() >= 1
     assert "1,000,000 points" in found.locator(".note").text_content()
     print(f"1,000,000-point chart ready in the browser in {elapsed:.2f} s ({points} drawn)")
+    # Drag across a tenth of the chart: the server sends the detail of that range.
+    box = found.locator(".u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        """() => {
+            const note = document.querySelector('.card[data-metric="signal"] .note').textContent;
+            return !note.startsWith("1,000,000 points") && note.includes("points");
+        }"""
+    )

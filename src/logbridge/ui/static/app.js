@@ -278,6 +278,7 @@
 
     function drawLine(data) {
       const time = data.x === "time";
+      if (!state.zoom) state.range = data.range;
       const xs = data.xs, ys = [data.ys];
       if (state.chart && state.chartX === data.x && state.chartKind === "line") {
         state.chart.setData([xs, ...ys], !state.zoom);
@@ -289,12 +290,12 @@
           onZoom: (u) => {
             if (state.ignoreScale) return;
             const { min, max } = u.scales.x;
-            const full = data.range;
+            const full = state.range;
             const whole = !full || (min <= full[0] && max >= full[1]);
             const zoom = whole ? null : [min, max];
             if (JSON.stringify(zoom) === JSON.stringify(state.zoom)) return;
             state.zoom = zoom;
-            if (data.downsampled || state.wasZoomed) {
+            if (state.downsampled || state.wasZoomed) {
               state.wasZoomed = !!zoom;
               clearTimeout(state.zoomTimer);
               state.zoomTimer = setTimeout(() => load(true), 120);
@@ -304,6 +305,7 @@
         state.chartX = data.x;
         state.chartKind = "line";
       }
+      if (!state.zoom) state.downsampled = data.downsampled;
       card.dataset.points = String(xs.length);
       const parts = [`${(data.drawable ?? xs.length).toLocaleString()} points`];
       if (data.downsampled) parts.push(`${xs.length.toLocaleString()} drawn (downsampled)`);
