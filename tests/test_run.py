@@ -27,6 +27,7 @@ def test_public_api_is_pinned() -> None:
         "MissingExtraError",
         "Row",
         "Run",
+        "RunFailedError",
         "RunHandler",
         "RunNotFoundError",
         "RunStateError",
@@ -38,6 +39,7 @@ def test_public_api_is_pinned() -> None:
         "get_run",
         "list_runs",
         "start_run",
+        "submit",
     ]
 
 

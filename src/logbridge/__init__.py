@@ -11,6 +11,7 @@ from logbridge._errors import (
     InvalidMetricTypeError,
     LogbridgeError,
     MissingExtraError,
+    RunFailedError,
     RunNotFoundError,
     RunStateError,
     StoreCorruptError,
@@ -18,6 +19,7 @@ from logbridge._errors import (
 )
 from logbridge._handler import RunHandler, basicConfig
 from logbridge._run import Experiment, Run, get_run, list_runs, start_run
+from logbridge._submit import submit
 from logbridge._values import Image, List, Row, Table
 from logbridge._version import __version__
 
@@ -32,6 +34,7 @@ __all__ = [
     "MissingExtraError",
     "Row",
     "Run",
+    "RunFailedError",
     "RunHandler",
     "RunNotFoundError",
     "RunStateError",
@@ -43,4 +46,5 @@ __all__ = [
     "get_run",
     "list_runs",
     "start_run",
+    "submit",
 ]

@@ -27,6 +27,15 @@ class RunStateError(LogbridgeError, RuntimeError):
     """The operation does not fit the run's state (for example a second `complete()`)."""
 
 
+class RunFailedError(LogbridgeError, RuntimeError):
+    """A run that was waited for ended as Failed; ``details`` holds its `Run.get_details`."""
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        """Keep the run's details beside the message."""
+        super().__init__(message)
+        self.details = details
+
+
 class StoreError(LogbridgeError, OSError):
     """The store folder cannot be created, written or read."""
 

@@ -543,6 +543,36 @@ class Run:
             details["dropped"] = drops
         return details
 
+    def wait_for_completion(
+        self,
+        show_output: bool = False,
+        wait_post_processing: bool = False,  # noqa: ARG002 - azureml's signature
+        raise_on_error: bool = True,
+    ) -> dict[str, Any]:
+        """Wait until the run ends (another process runs it); return `get_details`.
+
+        Args:
+            show_output: print the run's log as it is written: the script's stdout and stderr
+                for runs of ``logbridge run`` and `logbridge.submit`, every record otherwise.
+            wait_post_processing: accepted for azureml's sake; nothing runs after a run here.
+            raise_on_error: raise `RunFailedError` if the run ends as Failed.
+
+        Raises:
+            RunFailedError: the run failed (with ``raise_on_error``).
+            RunStateError: this process runs the run, so it would wait for itself.
+        """
+        if self._owned_pid == os.getpid() and not self._finished:
+            raise RunStateError(f"run {self._id} is run by this process: it would wait for itself")
+        from logbridge._submit import wait_for_completion  # noqa: PLC0415 - rarely needed
+
+        return wait_for_completion(self, show_output=show_output, raise_on_error=raise_on_error)
+
+    def get_portal_url(self) -> str:
+        """Return the address of the run's page in the local viewer (``logbridge ui``)."""
+        from logbridge._submit import portal_url  # noqa: PLC0415 - rarely needed
+
+        return portal_url(self)
+
 
 class Experiment:
     """A named group of runs."""

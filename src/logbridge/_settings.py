@@ -19,12 +19,20 @@ FLUSH_INTERVAL = "LOGBRIDGE_FLUSH_INTERVAL"
 """Seconds between writes of the recorder; default 0.5."""
 EXIT_TIMEOUT = "LOGBRIDGE_EXIT_TIMEOUT"
 """Seconds the recorder may take to drain at process exit; default 10."""
+SNAPSHOT_LIMIT = "LOGBRIDGE_SNAPSHOT_LIMIT"
+"""Megabytes of a script's folder `logbridge run` stores as the run's snapshot; default 300."""
+VIEWER_URL = "LOGBRIDGE_VIEWER_URL"
+"""Address of the run viewer (`logbridge ui`) in `Run.get_portal_url`; default below."""
+NO_COLOR = "NO_COLOR"
+"""Set (to anything but empty): the command line prints no colour, even on a terminal."""
 
 DEFAULT_STORE_FOLDER = "logbridge-runs"
 DEFAULT_QUEUE_SIZE = 100_000
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_EXIT_TIMEOUT = 10.0
 QUEUE_FULL_POLICIES = ("block", "drop")
+DEFAULT_SNAPSHOT_LIMIT_MB = 300.0
+DEFAULT_VIEWER_URL = "http://127.0.0.1:5055"
 
 
 def store_path(store: str | os.PathLike[str] | None = None) -> Path:
@@ -84,3 +92,18 @@ def flush_interval() -> float:
 def exit_timeout() -> float:
     """Return the seconds the recorder may spend draining at exit."""
     return _float(EXIT_TIMEOUT, DEFAULT_EXIT_TIMEOUT)
+
+
+def snapshot_limit() -> int:
+    """Return the largest snapshot of a script's folder, in bytes."""
+    return int(_float(SNAPSHOT_LIMIT, DEFAULT_SNAPSHOT_LIMIT_MB) * 1024 * 1024)
+
+
+def no_color() -> bool:
+    """Return whether ``NO_COLOR`` asks for output without colour (https://no-color.org)."""
+    return bool(os.environ.get(NO_COLOR))
+
+
+def viewer_url() -> str:
+    """Return the run viewer's base address, without a trailing slash."""
+    return (os.environ.get(VIEWER_URL) or DEFAULT_VIEWER_URL).rstrip("/")
