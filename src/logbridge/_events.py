@@ -99,14 +99,14 @@ class RecordCaptured(NamedTuple):
     """A stdlib log record as the handler captured it, turned into events on the writer thread.
 
     A named tuple rather than a dataclass: it is built on the caller's hot path, where a
-    frozen dataclass costs several times more. ``record`` is the caller's `LogRecord` when
-    everything it carries is immutable, else a snapshot copy; ``metrics`` holds
-    (name, value) pairs copied at the call.
+    frozen dataclass costs several times more. ``record`` is the tuple of the record's fields
+    the handler captured (``_logrecords.CAPTURED``), or a `LogRecord` nobody else holds;
+    ``metrics`` is a copy, made at the call, of the tagged metrics (name -> value).
     """
 
     run_id: str
-    record: logging.LogRecord
-    metrics: tuple[tuple[Any, Any], ...] | None
+    record: tuple[Any, ...] | logging.LogRecord
+    metrics: dict[Any, Any] | None
     step: Any
     tags: dict[str, Any] | None
     problems: tuple[str, ...]

@@ -8,7 +8,6 @@ recorder's writer thread (`_logrecords`).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
@@ -18,21 +17,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from logbridge import _events as ev
-from logbridge import _jsonsafe, _report, _settings, _state, _values
+from logbridge import _jsonsafe, _logrecords, _report, _settings, _state, _values
 from logbridge._errors import InvalidMetricTypeError
-from logbridge._logrecords import Frozen, message_of
+from logbridge._logrecords import Frozen
+from logbridge._recorder import Recorder
 from logbridge._run import Run, start_run
 
-_IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), bytes, complex})
-_TAGGING: Final = ("metrics", "step", "tags")
-_STANDARD: Final = frozenset(
-    {
-        *logging.LogRecord("", 0, "", 0, "", None, None).__dict__,
-        "message",
-        "asctime",
-        "taskName",
-    }
-)
 _RETRY_RUN_AFTER: Final = 30.0
 
 
@@ -100,11 +90,11 @@ class RunHandler(logging.Handler):
         try:
             state = tls
             last = state.last
+            if last is record or state.busy or (last is not None and record.msg is last):
+                return
             if (
-                state.busy
-                or (last is not None and (last is record or record.msg is last))
-                or _internal(record)
-            ):
+                record.name not in _outside_names or record.threadName not in _outside_threads
+            ) and _internal(record):
                 return
             state.last = record
             run = self._run
@@ -174,97 +164,133 @@ class RunHandler(logging.Handler):
             super().close()
 
 
+_outside_names: set[str] = set()
+"""Logger names known not to be logbridge's (so `emit` checks them with one set lookup)."""
+_outside_threads: set[str] = set()
+"""Thread names known not to be logbridge's."""
+_MAX_KNOWN_NAMES: Final = 10_000
+
+
 def _internal(record: logging.LogRecord) -> bool:
     """Whether ``record`` comes from logbridge itself (its loggers or its threads)."""
     name = record.name
-    if name.startswith("logbridge") and (len(name) == 9 or name[9] == "."):
-        return True
+    if isinstance(name, str):
+        if name.startswith("logbridge") and (len(name) == 9 or name[9] == "."):
+            return True
+        if len(_outside_names) < _MAX_KNOWN_NAMES:
+            _outside_names.add(name)
     thread = record.threadName
-    return thread is not None and thread.startswith("logbridge-")
+    if isinstance(thread, str):
+        if thread.startswith("logbridge-"):
+            return True
+        if len(_outside_threads) < _MAX_KNOWN_NAMES:
+            _outside_threads.add(thread)
+    return False
 
 
-def capture(run: Run, record: logging.LogRecord) -> None:
-    """Queue ``record`` for ``run``, copying now whatever could change after the call."""
+def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912 - inlined hot path
+    """Queue ``record`` for ``run``, copying now whatever could change after the call.
+
+    The common record (a ``str`` message with arguments of immutable types, no traceback, no
+    extras but the tagging ones, tagged metrics of plain values) costs one tuple of its fields
+    (`_logrecords.CAPTURED`) and one of its metrics; any other is made final by
+    `_logrecords.snapshot`. This runs on every logging call: it is written for speed.
+    """
     data = record.__dict__
+    get = data.get
+    metrics = get("metrics")
+    tags = get("tags")
+    step = get("step")
     problems: tuple[str, ...] = ()
-    metrics = data.get("metrics")
-    tags = data.get("tags")
+    # A LogRecord's own attributes plus the tagging keys it carries: a longer __dict__ holds
+    # other extras, which snapshot copies.
+    known = _BASE_SIZE
     if metrics is not None:
-        metrics, problems = _capture_metrics(run, metrics)
-    if tags is not None and type(tags) is dict:
-        tags = dict(tags)
-    args = record.args
-    if (
-        type(record.msg) is not str
-        or record.exc_info
-        or (args and not _immutable(args))
-        or (len(data) > _BASE_SIZE and _mutable_extras(data))
-    ):
-        record, problem = _snapshot(record)
+        known += 1
+        if type(metrics) is dict:
+            for value in metrics.values():
+                kind = type(value)
+                if kind is not float and kind is not int and kind is not str and kind is not bool:
+                    metrics, problems = _capture_metrics(run, metrics)
+                    break
+            else:
+                metrics = metrics.copy()
+        else:
+            metrics, problems = _capture_metrics(run, metrics)
+    if tags is not None:
+        known += 1
+        if type(tags) is dict:
+            tags = dict(tags)
+    if step is not None:
+        known += 1
+    fields: tuple[Any, ...] | None = None
+    if len(data) == known and type(record) is _LogRecord and not record.exc_info:
+        args = record.args
+        if type(record.msg) is str and (
+            not args
+            or (type(args) is tuple and len(args) == 1 and type(args[0]) in _PLAIN)
+            or _immutable(args)
+        ):
+            try:
+                fields = _fields_of(data)
+            except KeyError:
+                fields = None
+    if fields is None:
+        fields, problem = _snapshot(record)
         if problem:
             problems = (*problems, problem)
-    _state.recorder(run.store).put(
-        ev.RecordCaptured(run.id, record, metrics, data.get("step"), tags, problems)
-    )
+    cached = _cache
+    if cached is not None and cached[0] is run:
+        run_id, recorder = cached[1], cached[2]
+    else:
+        run_id, recorder = _remember(run)
+    recorder.put(_new_tuple(_RecordCaptured, (run_id, fields, metrics, step, tags, problems)))
 
 
+_LogRecord: Final = logging.LogRecord
 _BASE_SIZE: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+_fields_of: Final = _logrecords.fields_of
+_immutable: Final = _logrecords.immutable
+_PLAIN: Final = frozenset({str, int, float})
+_RecordCaptured: Final = ev.RecordCaptured
+_snapshot: Final = _logrecords.snapshot
+_new_tuple: Final = tuple.__new__
+"""Builds a named tuple from a tuple of its fields as its ``_make`` does, without the
+Python-level ``__new__`` the class has (a third of the cost, on the caller's thread)."""
+_cache: tuple[Run, str, Recorder] | None = None
+"""The last run recorded into, its id and its recorder (forgotten in a forked child)."""
 
 
-def _immutable(args: Any) -> bool:
-    if type(args) is tuple:
-        for arg in args:
-            kind = type(arg)
-            if kind not in _IMMUTABLE and not (kind is tuple and _immutable(arg)):
-                return False
-        return True
-    return False
+def _remember(run: Run) -> tuple[str, Recorder]:
+    global _cache  # noqa: PLW0603
+    recorder = _state.recorder(run.store)
+    _cache = (run, run.id, recorder)
+    return run.id, recorder
 
 
-def _mutable_extras(data: dict[str, Any]) -> bool:
-    for key, value in data.items():
-        if key not in _STANDARD and key not in _TAGGING and type(value) not in _IMMUTABLE:
-            return True
-    return False
+def forget_recorders() -> None:
+    """Forget the recorder remembered for the last run (after fork and after `_state.reset`)."""
+    global _cache  # noqa: PLW0603
+    _cache = None
 
 
-def _snapshot(record: logging.LogRecord) -> tuple[logging.LogRecord, str | None]:
-    """Return a copy of ``record`` with its message formatted and extras copied, now."""
-    snap = copy.copy(record)
-    message, problem = message_of(record)
-    snap.msg, snap.args = message, None
-    if record.exc_info and not record.exc_text:
-        snap.exc_text = _format_exception(record)
-    snap.exc_info = None
-    for key, value in record.__dict__.items():
-        if key not in _STANDARD and key not in _TAGGING and type(value) not in _IMMUTABLE:
-            snap.__dict__[key] = _jsonsafe.safe(value)
-    return snap, problem
+os.register_at_fork(after_in_child=forget_recorders)
 
 
-def _format_exception(record: logging.LogRecord) -> str:
-    try:
-        return logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
-    except Exception as err:
-        return f"<traceback could not be formatted: {_jsonsafe.describe(err)}>"
-
-
-def _capture_metrics(
-    run: Run, metrics: Any
-) -> tuple[tuple[tuple[Any, Any], ...] | None, tuple[str, ...]]:
+def _capture_metrics(run: Run, metrics: Any) -> tuple[dict[Any, Any] | None, tuple[str, ...]]:
     if not isinstance(metrics, Mapping):
         what = type(metrics).__name__
         return None, (f"metrics must be a mapping of name to value, not {what}; ignored",)
-    items: list[tuple[Any, Any]] = []
+    copied: dict[Any, Any] = {}
     for name, value in metrics.items():
         kind = type(value)
         if kind is float or kind is int or kind is str or kind is bool:
-            items.append((name, value))
+            copied[name] = value
         else:
             frozen = _freeze(run, name, value)
             if frozen is not None:
-                items.append((name, frozen))
-    return tuple(items), ()
+                copied[name] = frozen
+    return copied, ()
 
 
 def _freeze(run: Run, name: Any, value: Any) -> Frozen | None:

@@ -1,24 +1,70 @@
 """Turning captured stdlib log records into run events, on the recorder's writer thread.
 
-The caller's thread only captured what could change (see `_handler`); here the message is
-formatted, the record rendered as one JSON line by python-json-logger, and its tagged metrics
-and tags validated. Nothing here raises: a record that cannot be rendered is stored with a
-fallback and a ``logbridge_problems`` field, and each kind of problem is reported once.
+The caller's thread only captured the record's fields (see `_handler` and `CAPTURED`); here the
+message is formatted, the record rendered as one JSON line by python-json-logger, and its tagged
+metrics and tags validated. Nothing here raises: a record that cannot be rendered is stored with
+a fallback and a ``logbridge_problems`` field, and each kind of problem is reported once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Final, NamedTuple
 
-from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
 from pythonjsonlogger.json import JsonFormatter
 
 from logbridge import _events as ev
 from logbridge import _jsonsafe, _report, _values
+
+CAPTURED: Final = (
+    "created",
+    "msg",
+    "args",
+    "exc_text",
+    "stack_info",
+    "levelname",
+    "levelno",
+    "name",
+    "pathname",
+    "lineno",
+    "funcName",
+    "process",
+    "processName",
+    "thread",
+    "threadName",
+)
+"""The `LogRecord` attributes a captured record holds, in this order, then its extras if any.
+
+A captured record is a tuple rather than the `LogRecord` itself: a tuple of immutable values is
+dropped by the garbage collector from its lists at its first pass, while a queued `LogRecord`
+and its ``__dict__`` would be traversed again and again, promoted and traversed by every full
+collection until the writer gets to them (more than all the rest of the caller's cost).
+"""
+_CREATED, _MSG, _ARGS, _EXC_TEXT, _STACK_INFO, _LEVELNAME, _LEVELNO, _NAME = range(8)
+_PROCESS: Final = CAPTURED.index("process")
+_CALL_SITE: Final = slice(_LEVELNAME, len(CAPTURED))
+"""The fields that stay the same from one call of a given logging statement to the next."""
+_EXTRAS: Final = len(CAPTURED)
+"""Where the extras are, in a captured record that has any."""
+fields_of: Final = operator.itemgetter(*CAPTURED)
+"""Return the values of `CAPTURED` from a record's ``__dict__`` (raises KeyError if one lacks)."""
+
+IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), bytes, complex})
+STANDARD: Final = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", None, None).__dict__,
+        "message",
+        "asctime",
+        "taskName",
+    }
+)
+"""Attributes of every `LogRecord`: what is not one of them (or a tag) is an extra."""
+NOT_EXTRAS: Final = STANDARD | {"metrics", "tags"}
 
 _FIELDS: Final = (
     "created",
@@ -47,15 +93,20 @@ _RENAMES: Final = {
     "stack_info": "stack",
 }
 _RANK_VARIABLES: Final = ("RANK", "LOCAL_RANK")
+_MAX_CALL_SITES: Final = 4096
 
 
-class RecordFormatter(JsonFormatter):
-    """python-json-logger's formatter, given a message formatted once and made JSON-safe.
+class RecordFormatter(BaseJsonFormatter):
+    """python-json-logger's formatter, given a captured record and its message formatted once.
 
-    Every field of the record and every extra attribute is kept (renamed as in `_RENAMES`);
-    values are made JSON-safe by `_jsonsafe` and serialised with the standard json module's
-    C encoder (the data is plain by then, so its custom encoder is not needed).
+    Every field of the record and every extra attribute is kept (renamed as in `_RENAMES`), in
+    the order python-json-logger's ``add_fields`` gives them, and values are made JSON-safe by
+    `_jsonsafe`. ``format`` works too, for a `LogRecord`. A JSON backend's formatter of
+    python-json-logger comes second among the bases of the concrete classes
+    (`JsonRecordFormatter`, ``_orjsonformat.OrjsonRecordFormatter``).
     """
+
+    backend: ClassVar[str]
 
     def __init__(self) -> None:
         """Configure the fields and renames of the run's log."""
@@ -65,28 +116,118 @@ class RecordFormatter(JsonFormatter):
             static_fields=_ranks(),
             reserved_attrs=[*RESERVED_ATTRS, "metrics", "tags"],
         )
+        # "message" is picked as the record's msg, and then replaced by the message.
+        position = {name: i for i, name in enumerate(CAPTURED)} | {"message": _MSG}
+        self._message_key = self._get_rename("message")
+        self._fields_dict = _dict_maker(
+            [self._get_rename(name) for name in self._required_fields],
+            [position[name] for name in self._required_fields],
+        )
+        self._static = _jsonsafe.safe_dict(
+            {self._get_rename(key): value for key, value in self.static_fields.items()}
+        )
+        self._metrics_key = self._get_rename("metrics")
+        self._tags_key = self._get_rename("tags")
+        self._exception_key = self._get_rename("exc_info")
+        self._stack_key = self._get_rename("stack_info")
+        self._step_key = self._get_rename("step")
+        self._plain_sites: set[tuple[Any, ...]] = set()
+        # The data is JSON-safe already: no cycle check, no custom encoder.
+        self._json = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), check_circular=False
+        ).encode
 
     def render(
-        self, record: logging.LogRecord, message: str, extra: dict[str, Any] | None = None
+        self,
+        fields: tuple[Any, ...],
+        message: str,
+        metrics: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+        step: Any = None,
     ) -> str:
-        """Return ``record`` as one JSON line, with ``message`` and the ``extra`` fields."""
-        message_dict: dict[str, Any] = dict(extra) if extra else {}
-        if record.exc_text:
-            message_dict["exc_info"] = record.exc_text
-        if record.stack_info:
-            message_dict["stack_info"] = record.stack_info
-        log_data: dict[str, Any] = {}
-        self.add_fields(log_data, record, message_dict)
-        log_data["message"] = message
-        return self.serialize_log_record(self.process_log_record(log_data))
+        """Return a captured record as one JSON line, with its ``message``, metrics and tags.
+
+        What python-json-logger's ``add_fields`` and ``process_log_record`` do for a
+        `LogRecord`, from the captured fields, checking only what can be out of JSON's reach.
+        """
+        log_data = self._fields_dict(fields)
+        log_data[self._message_key] = message
+        created = fields[_CREATED]
+        plain = (
+            type(created) is float
+            and created - created == 0.0  # neither NaN nor infinite
+            and (fields[_CALL_SITE] in self._plain_sites or self._plain_site(fields))
+        )
+        if self._static:
+            log_data.update(self._static)
+        if metrics is not None:
+            log_data[self._metrics_key] = metrics
+        if tags is not None:
+            log_data[self._tags_key] = tags
+        text = fields[_EXC_TEXT]
+        if text:
+            log_data[self._exception_key] = _jsonsafe.safe(text)
+        text = fields[_STACK_INFO]
+        if text:
+            log_data[self._stack_key] = _jsonsafe.safe(text)
+        extras = fields[_EXTRAS] if len(fields) > _EXTRAS else None
+        if extras is not None:
+            self._add_extras(log_data, extras)
+        elif step is not None:
+            log_data[self._step_key] = step if type(step) is int else _jsonsafe.safe(step)
+        if not plain:
+            log_data = _jsonsafe.safe_dict(log_data)
+        return self.serialize_log_record(log_data)
+
+    def _add_extras(self, log_data: dict[Any, Any], extras: dict[Any, Any]) -> None:
+        """Add extras as python-json-logger's ``merge_record_extra`` does, made JSON-safe."""
+        skip = self._skip_fields
+        renames = self.rename_fields
+        for key, value in extras.items():
+            if key not in skip and not (isinstance(key, str) and key.startswith("_")):
+                log_data[renames.get(key, key)] = _jsonsafe.safe(value)
+
+    def _plain_site(self, fields: tuple[Any, ...]) -> bool:
+        """Whether a call site's fields are JSON-safe as they are (remembered if they are)."""
+        site = fields[_CALL_SITE]
+        for value in site:
+            kind = type(value)
+            if not (
+                kind is int or value is None or (kind is str and _jsonsafe.text(value) is value)
+            ):
+                return False
+        if len(self._plain_sites) < _MAX_CALL_SITES:
+            self._plain_sites.add(site)
+        return True
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         """Make every value JSON-safe (cycles, depth, size, NaN, bytes, bad Unicode)."""
         return _jsonsafe.safe_dict(log_data)
 
+
+class JsonRecordFormatter(RecordFormatter, JsonFormatter):
+    """`RecordFormatter` serialising with the standard json module's C encoder."""
+
+    backend: ClassVar[str] = "json"
+
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """Serialise with the C encoder; the data is JSON-safe already."""
-        return json.dumps(log_data, ensure_ascii=False, separators=(",", ":"))
+        return self._json(log_data)
+
+
+def _dict_maker(
+    keys: list[str], positions: list[int]
+) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
+    """Return a function of a tuple making the dict ``{keys[i]: tuple[positions[i]], ...}``.
+
+    A dict display, as `collections.namedtuple` builds its methods: it costs half as much as
+    ``dict(zip(keys, itemgetter(*positions)(fields)))``, on every record.
+    """
+    items = ", ".join(f"{key!r}: fields[{i}]" for key, i in zip(keys, positions, strict=True))
+    made: Callable[[tuple[Any, ...]], dict[str, Any]] = eval(  # noqa: S307 - from our own names
+        f"lambda fields: {{{items}}}", {}
+    )
+    return made
 
 
 def _ranks() -> dict[str, str]:
@@ -94,14 +235,89 @@ def _ranks() -> dict[str, str]:
 
 
 _formatter: RecordFormatter | None = None
+_backend = "orjson"
+BACKENDS: Final = ("orjson", "json")
+
+
+def use_backend(name: str) -> str:
+    """Choose the JSON backend of the run's log (``orjson`` if importable, else ``json``).
+
+    Returns the backend in use, which is ``json`` when orjson is asked for but missing.
+    """
+    global _formatter, _backend
+    if name not in BACKENDS:
+        raise ValueError(f"unknown JSON backend {name!r}; use one of {', '.join(BACKENDS)}")
+    _backend, _formatter = name, None
+    return backend()
+
+
+def backend() -> str:
+    """Return the JSON backend the run's log is written with."""
+    return formatter().backend
 
 
 def formatter() -> RecordFormatter:
     """Return the process's record formatter (made at first use, after any fork)."""
     global _formatter  # noqa: PLW0603
     if _formatter is None:
-        _formatter = RecordFormatter()
+        made: RecordFormatter | None = None
+        if _backend == "orjson":
+            try:
+                from logbridge._orjsonformat import OrjsonRecordFormatter  # noqa: PLC0415
+            except ImportError:
+                pass
+            else:
+                made = OrjsonRecordFormatter()
+        _formatter = made or JsonRecordFormatter()
     return _formatter
+
+
+def snapshot(record: logging.LogRecord) -> tuple[tuple[Any, ...], str | None]:
+    """Return ``record``'s captured fields, with whatever could still change made final now.
+
+    The message is formatted now unless it is a ``str`` with arguments of immutable types, a
+    traceback is formatted, and extras of mutable types are copied as JSON-safe values. Returns
+    the fields and a problem met formatting the message, if any.
+    """
+    data = record.__dict__
+    values = [data.get(name) for name in CAPTURED]
+    problem = None
+    args = record.args
+    if (
+        type(record) is not logging.LogRecord
+        or type(record.msg) is not str
+        or (args and not immutable(args))
+    ):
+        message, problem = message_of(record)
+        values[_MSG], values[_ARGS] = message, None
+    if record.exc_info and not record.exc_text:
+        values[_EXC_TEXT] = _format_exception(record)
+    extras = {
+        key: value if type(value) in IMMUTABLE else _jsonsafe.safe(value)
+        for key, value in data.items()
+        if key not in NOT_EXTRAS
+    }
+    if extras:
+        values.append(extras)
+    return tuple(values), problem
+
+
+def immutable(args: Any) -> bool:
+    """Whether message arguments are a tuple of values that cannot change (tuples included)."""
+    if type(args) is tuple:
+        for arg in args:
+            kind = type(arg)
+            if kind not in IMMUTABLE and not (kind is tuple and immutable(arg)):
+                return False
+        return True
+    return False
+
+
+def _format_exception(record: logging.LogRecord) -> str:
+    try:
+        return logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+    except Exception as err:
+        return f"<traceback could not be formatted: {_jsonsafe.describe(err)}>"
 
 
 def message_of(record: logging.LogRecord) -> tuple[str, str | None]:
@@ -115,84 +331,153 @@ def message_of(record: logging.LogRecord) -> tuple[str, str | None]:
         if not isinstance(message, str):
             raise TypeError("message is not a string")  # noqa: TRY301
     except Exception as err:
-        msg = _jsonsafe.describe(record.msg) if not isinstance(record.msg, str) else record.msg
-        args = record.args
-        shown = (
-            "(" + ", ".join(_jsonsafe.describe(a) for a in args) + ")"
-            if isinstance(args, tuple)
-            else _jsonsafe.describe(args)
-        )
-        problem = f"message could not be formatted ({type(err).__name__}: {_err_text(err)})"
-        return f"{msg} [logbridge: {problem}; args: {shown}]", problem
+        return _unformatted(record.msg, record.args, err)
     return _jsonsafe.text(message), None
+
+
+def _unformatted(msg: Any, args: Any, err: Exception) -> tuple[str, str]:
+    msg = _jsonsafe.describe(msg) if not isinstance(msg, str) else msg
+    shown = (
+        "(" + ", ".join(_jsonsafe.describe(a) for a in args) + ")"
+        if isinstance(args, tuple)
+        else _jsonsafe.describe(args)
+    )
+    problem = f"message could not be formatted ({type(err).__name__}: {_err_text(err)})"
+    return f"{msg} [logbridge: {problem}; args: {shown}]", problem
 
 
 def expand(batch: Iterable[ev.Event]) -> list[ev.Event]:
     """Return ``batch`` with each captured record replaced by the events it stands for."""
     out: list[ev.Event] = []
+    convert = _convert
     for event in batch:
         if type(event) is ev.RecordCaptured:
-            _convert(event, out)
+            convert(event, out)
         else:
             out.append(event)
     return out
 
 
+_new_tuple: Final = tuple.__new__
+"""Builds a named tuple from a tuple of its fields as its ``_make`` does, without the
+Python-level ``__new__`` the class has (a third of the cost)."""
+
+
 def _convert(captured: ev.RecordCaptured, out: list[ev.Event]) -> None:
-    record = captured.record
-    problems = list(captured.problems)
-    message, problem = message_of(record)
-    if problem:
-        problems.append(problem)
-    extra: dict[str, Any] = {}
-    if captured.metrics is not None:
-        step = _step(captured.step, problems)
-        for name, value in captured.metrics:
-            metric = _metric(
-                captured.run_id, name, value, step=step, when=record.created, problems=problems
-            )
-            if metric is not None:
-                out.append(metric)
-        extra["metrics"] = {
-            n if isinstance(n, str) else _jsonsafe.describe(n): _jsonsafe.safe(
-                v.value if type(v) is Frozen else v
-            )
-            for n, v in captured.metrics
-            if type(v) is not Frozen or v.kind != "error"
-        }
-    if captured.tags is not None:
-        tags = _tags(captured.run_id, captured.tags, problems)
-        if tags is not None:
-            out.append(tags)
-            extra["tags"] = dict(tags.tags)
-    if problems:
-        _report_problems(captured.run_id, problems, out)
+    run_id, fields, captured_metrics, raw_step, raw_tags, captured_problems = captured
+    problems = list(captured_problems)
+    if not isinstance(fields, tuple):
+        # A LogRecord of logbridge's own making (output capture, the Run API): not shared.
+        fields, problem = snapshot(fields)
+        if problem:
+            problems.append(problem)
+    msg, args = fields[_MSG], fields[_ARGS]
     try:
-        line = formatter().render(record, message, extra)
+        message = msg % args if args else msg
+    except Exception as err:
+        message, problem = _unformatted(msg, args, err)
+        problems.append(problem)
+    if not (message.isascii() and len(message) <= _jsonsafe.MAX_STRING):
+        message = _jsonsafe.text(message)
+    when = fields[_CREATED]
+    metrics = None
+    if captured_metrics is not None:
+        if type(raw_step) is int and _INT64_MIN <= raw_step <= _INT64_MAX:
+            step: int | None = raw_step
+        else:
+            step = _step(raw_step, problems)
+        metrics = _metrics(
+            run_id, captured_metrics, step=step, when=when, problems=problems, out=out
+        )
+    tags: dict[str, Any] | None = None
+    if raw_tags is not None:
+        tags_set = _tags(run_id, raw_tags, problems)
+        if tags_set is not None:
+            out.append(tags_set)
+            tags = dict(tags_set.tags)
+    if problems:
+        _report_problems(run_id, problems, out)
+    line = _line(fields, message, metrics=metrics, tags=tags, step=raw_step, problems=problems)
+    out.append(
+        ev.LogRecorded(
+            run_id, when, fields[_LEVELNO], fields[_NAME], message, fields[_PROCESS] or 0, line
+        )
+    )
+
+
+def _line(
+    fields: tuple[Any, ...],
+    message: str,
+    *,
+    metrics: dict[str, Any] | None,
+    tags: dict[str, Any] | None,
+    step: Any,
+    problems: list[str],
+) -> str:
+    """Return the record's JSON line, or a fallback line if it cannot be rendered."""
+    try:
+        line = formatter().render(fields, message, metrics, tags, step)
         if problems:
             line = line[:-1] + ',"logbridge_problems":' + json.dumps(problems) + "}"
     except Exception as err:
         line = json.dumps(
             {
-                "time": record.created,
-                "level": record.levelname,
-                "logger": record.name,
+                "time": fields[_CREATED],
+                "level": fields[_LEVELNAME],
+                "logger": fields[_NAME],
                 "message": message,
                 "logbridge_problems": [*problems, f"record could not be rendered: {err!r}"],
             },
             default=str,
         )
-    out.append(
-        ev.LogRecorded(
-            run_id=captured.run_id,
-            time=record.created,
-            level=record.levelno,
-            logger=record.name,
-            message=message,
-            process=record.process or 0,
-            record=line,
-        )
-    )
+    return line
+
+
+def _metrics(
+    run_id: str,
+    captured: dict[Any, Any],
+    *,
+    step: int | None,
+    when: float,
+    problems: list[str],
+    out: list[ev.Event],
+) -> dict[str, Any]:
+    """Append the metric events of a record's tagged metrics; return them for its JSON line."""
+    shown: dict[str, Any] = {}
+    for name, value in captured.items():
+        kind = type(value)
+        if type(name) is str and name in _checked_names:
+            if kind is float:
+                out.append(
+                    _new_tuple(ev.MetricLogged, (run_id, name, "scalar", value, step, when, ""))
+                )
+                shown[name] = value if value - value == 0.0 else _jsonsafe.safe(value)
+                continue
+            if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+                out.append(
+                    _new_tuple(ev.MetricLogged, (run_id, name, "scalar", value, step, when, ""))
+                )
+                shown[name] = value
+                continue
+        metric = _metric(run_id, name, value, step=step, when=when, problems=problems)
+        if metric is not None:
+            out.append(metric)
+            if type(name) is str and metric.name is name and len(_checked_names) < _MAX_NAMES:
+                _checked_names.add(name)
+        if type(value) is Frozen:
+            if value.kind == "error":
+                continue
+            value = value.value  # noqa: PLW2901
+        key = name if isinstance(name, str) else _jsonsafe.describe(name)
+        shown[_jsonsafe.text(key)] = _jsonsafe.safe(value)
+    return shown
+
+
+_checked_names: set[str] = set()
+"""Metric names `_values.check_name` accepted (as they are: a ``str``, not a subclass)."""
+_MAX_NAMES: Final = 10_000
+_INT64_MIN: Final = _values.INT64_MIN
+_INT64_MAX: Final = _values.INT64_MAX
 
 
 def _report_problems(run_id: str, problems: list[str], out: list[ev.Event]) -> None:
@@ -252,21 +537,21 @@ class Frozen(NamedTuple):
 def _metric(
     run_id: str, name: Any, value: Any, *, step: int | None, when: float, problems: list[str]
 ) -> ev.MetricLogged | None:
-    shown = _jsonsafe.describe(name)[:80]
     try:
         name = _values.check_name(name)
         if type(value) is Frozen:
             kind, plain = value
             if kind == "error":
-                problems.append(f"metric {shown}: {plain}")
+                problems.append(f"metric {_jsonsafe.describe(name)[:80]}: {plain}")
                 return None
         else:
             kind, plain = "scalar", _values.scalar(value, name)
     except (TypeError, ValueError) as err:
         text = _err_text(err)
+        shown = _jsonsafe.describe(name)[:80]
         problems.append(text if text.startswith("metric") else f"metric {shown}: {text}")
         return None
-    return ev.MetricLogged(run_id, name, kind, plain, step, when)
+    return _new_tuple(ev.MetricLogged, (run_id, name, kind, plain, step, when, ""))
 
 
 def _tags(run_id: str, tags: Any, problems: list[str]) -> ev.TagsSet | None:

@@ -1,0 +1,411 @@
+"""Cost of a tagged ``log.info(...)`` call with `logbridge.RunHandler` against a no-op handler.
+
+The call is ``log.info("epoch %d done", i, extra={"metrics": {"loss": ..., "acc": ...},
+"step": i})`` on a logger whose only handler is the subject. Each round runs, in an order that
+rotates from round to round so that load from other processes falls on all of them alike:
+
+* ``baseline``: a handler whose ``emit`` does nothing (the reference of every ratio);
+* ``RunHandler``: logbridge, into a fresh temporary store;
+* reference handlers, for context: the standard library's ``FileHandler`` and ``QueueHandler``
+  (with a ``QueueListener`` feeding a do-nothing handler), python-json-logger's
+  ``JsonFormatter`` on a ``FileHandler``, structlog rendering JSON to a file, and structlog
+  with `logbridge.structlog.RunProcessor` in its chain.
+
+Per call it reports the calling thread's CPU (``time.thread_time``) spent in the loop; the whole
+pipeline: wall time from the first call until the record is where it belongs (in the run's log
+and its metrics in the store: ``run.flush()`` has returned; a file handler flushed; the queue
+listener stopped); and the process's CPU time (all its threads) over that span against the
+baseline's CPU, the pipeline's cost in a form that load from other processes changes less.
+Targets: caller CPU <= 1.3x the baseline, pipeline <= 3x the baseline's wall time. Every figure
+is the median of ``--repeat`` rounds; ratios are medians of the ratios of each round (each
+subject against the baseline of the same round).
+
+It also measures a call below the handler's level (RunHandler at WARNING against the do-nothing
+handler at WARNING) and, with ``tracemalloc``, the memory each queued record holds while the
+writer thread is held back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import logging
+import logging.handlers
+import os
+import queue
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import logbridge
+from logbridge import _state
+from logbridge.testing import temporary_store
+
+LOGGER = "bench.handler"
+CALL = 'log.info("epoch %d done", i, extra={"metrics": {"loss": .., "acc": ..}, "step": i})'
+
+
+class NoopHandler(logging.Handler):
+    """The baseline: a handler that does nothing with the record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Do nothing."""
+
+
+class Figures(dict[str, float]):
+    """Per-call seconds of one subject in one round: ``caller`` CPU, ``pipeline`` wall, and
+    ``process`` CPU (all threads) until the pipeline is done."""
+
+
+def logger_with(handler: logging.Handler) -> logging.Logger:
+    log = logging.getLogger(LOGGER)
+    for old in list(log.handlers):
+        log.removeHandler(old)
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    return log
+
+
+def tagged_calls(log: logging.Logger, records: int, start: int = 0) -> tuple[float, float]:
+    """Make ``records`` tagged calls; return (caller thread CPU, wall) in seconds."""
+    info = log.info
+    wall0 = time.perf_counter()
+    cpu0 = time.thread_time()
+    for i in range(start, start + records):
+        info(
+            "epoch %d done",
+            i,
+            extra={"metrics": {"loss": 1.0 / (i + 1000), "acc": 0.9}, "step": i},
+        )
+    cpu1 = time.thread_time()
+    return cpu1 - cpu0, time.perf_counter() - wall0
+
+
+def timed(
+    records: int, calls: Callable[[], tuple[float, float]], done: Callable[[], Any]
+) -> Figures:
+    wall0 = time.perf_counter()
+    process0 = time.process_time()
+    cpu, _ = calls()
+    done()
+    process = time.process_time() - process0
+    wall = time.perf_counter() - wall0
+    return Figures(caller=cpu / records, pipeline=wall / records, process=process / records)
+
+
+# -- subjects: each makes ``records`` tagged calls and waits until they are delivered ----------
+
+
+def baseline(records: int, level: int = logging.NOTSET) -> Figures:
+    log = logger_with(NoopHandler(level))
+    return timed(records, lambda: tagged_calls(log, records), lambda: None)
+
+
+def run_handler(records: int, level: int = logging.NOTSET) -> Figures:
+    with temporary_store() as store:
+        run = logbridge.start_run(experiment="bench", name="handler")
+        log = logger_with(logbridge.RunHandler(level))
+        tagged_calls(log, 100, start=-100)  # start the writer, open the store, name metrics
+        run.flush()
+        figures = timed(records, lambda: tagged_calls(log, records), run.flush)
+        run.complete()
+        logger_with(NoopHandler())
+        if level == logging.NOTSET:
+            check_stored(store, run.id, records + 100)
+    return figures
+
+
+def check_stored(store: Path, run_id: str, records: int) -> None:
+    """Every record is in the run's log, and its two metrics in the store."""
+    with contextlib.closing(sqlite3.connect(store / "store.db")) as conn:
+        logs = conn.execute("SELECT count(*) FROM logs WHERE run_id = ?", (run_id,)).fetchone()[0]
+        points = conn.execute(
+            "SELECT count(*) FROM points JOIN metrics ON metrics.id = points.metric_id "
+            "WHERE metrics.run_id = ?",
+            (run_id,),
+        ).fetchone()[0]
+    if logs != records or points != 2 * records:
+        raise SystemExit(f"lost records: {records} logged, {logs} in the log, {points} points")
+
+
+@contextlib.contextmanager
+def scratch_file() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="bench-handler-") as folder:
+        yield str(Path(folder) / "out.log")
+
+
+def file_handler(records: int) -> Figures:
+    with scratch_file() as path:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        log = logger_with(handler)
+        figures = timed(records, lambda: tagged_calls(log, records), handler.flush)
+        logger_with(NoopHandler())
+        handler.close()
+    return figures
+
+
+def json_file_handler(records: int) -> Figures:
+    from pythonjsonlogger.json import JsonFormatter
+
+    with scratch_file() as path:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        log = logger_with(handler)
+        figures = timed(records, lambda: tagged_calls(log, records), handler.flush)
+        logger_with(NoopHandler())
+        handler.close()
+    return figures
+
+
+def queue_handler(records: int) -> Figures:
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(q, NoopHandler())
+    listener.start()
+    log = logger_with(logging.handlers.QueueHandler(q))
+    figures = timed(records, lambda: tagged_calls(log, records), listener.stop)
+    logger_with(NoopHandler())
+    return figures
+
+
+def structlog_calls(processors: list[Any], path: str, records: int) -> tuple[float, float]:
+    import structlog
+
+    with Path(path).open("w") as out:
+        slog = structlog.wrap_logger(
+            structlog.WriteLogger(out), processors=processors, cache_logger_on_first_use=True
+        )
+        info = slog.info
+        wall0 = time.perf_counter()
+        cpu0 = time.thread_time()
+        for i in range(records):
+            info("epoch done", metrics={"loss": 1.0 / (i + 1000), "acc": 0.9}, step=i)
+        cpu1 = time.thread_time()
+        wall = time.perf_counter() - wall0
+    return cpu1 - cpu0, wall
+
+
+def structlog_json(records: int) -> Figures:
+    import structlog
+
+    processors = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso"),
+        structlog.processors.JSONRenderer(),
+    ]
+    with scratch_file() as path:
+        return timed(records, lambda: structlog_calls(processors, path, records), lambda: None)
+
+
+def structlog_run_processor(records: int) -> Figures:
+    import structlog
+
+    from logbridge.structlog import RunProcessor
+
+    with temporary_store(), scratch_file() as path:
+        run = logbridge.start_run(experiment="bench", name="structlog")
+        processors = [
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            RunProcessor(),
+            structlog.processors.JSONRenderer(),
+        ]
+        structlog_calls(processors, path, 100)
+        run.flush()
+        figures = timed(records, lambda: structlog_calls(processors, path, records), run.flush)
+        run.complete()
+    return figures
+
+
+def has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+SUBJECTS: dict[str, Callable[[int], Figures]] = {
+    "RunHandler": run_handler,
+    "stdlib FileHandler": file_handler,
+    "stdlib QueueHandler": queue_handler,
+    "python-json-logger file": json_file_handler,
+}
+if has("structlog"):
+    SUBJECTS["structlog JSON file"] = structlog_json
+    SUBJECTS["structlog + RunProcessor"] = structlog_run_processor
+
+
+def rounds(
+    subjects: dict[str, Callable[[int], Figures]],
+    base: Callable[[int], Figures],
+    records: int,
+    repeat: int,
+) -> tuple[list[Figures], dict[str, list[Figures]]]:
+    """Run the baseline and every subject ``repeat`` times, in a rotating order."""
+    names = ["baseline", *subjects]
+    runs: dict[str, Callable[[int], Figures]] = {"baseline": base, **subjects}
+    results: dict[str, list[Figures]] = {name: [] for name in names}
+    for r in range(repeat):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            gc.collect()
+            results[name].append(runs[name](records))
+    return results.pop("baseline"), results
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def ratio(subject: list[Figures], base: list[Figures], key: str, base_key: str) -> float:
+    return median([s[key] / b[base_key] for s, b in zip(subject, base, strict=True)])
+
+
+def report(records: int, repeat: int, *, references: bool) -> None:
+    subjects = SUBJECTS if references else {"RunHandler": run_handler}
+    base, results = rounds(subjects, baseline, records, repeat)
+    b_cpu = median([f["caller"] for f in base]) * 1e6
+    b_wall = median([f["pipeline"] for f in base]) * 1e6
+    print(f"\n{records:,} tagged calls per round, median of {repeat} round(s)")
+    print(f"  baseline (do-nothing handler): caller CPU {b_cpu:.2f} us, wall {b_wall:.2f} us")
+    print(
+        f"  {'per call':<26}{'caller CPU':>12}{'ratio':>8}{'pipeline':>12}{'ratio':>8}"
+        f"{'process CPU':>13}{'ratio':>8}"
+    )
+    for name, figures in results.items():
+        cpu = median([f["caller"] for f in figures]) * 1e6
+        wall = median([f["pipeline"] for f in figures]) * 1e6
+        process = median([f["process"] for f in figures]) * 1e6
+        cpu_ratio = ratio(figures, base, "caller", "caller")
+        wall_ratio = ratio(figures, base, "pipeline", "pipeline")
+        process_ratio = ratio(figures, base, "process", "caller")
+        print(
+            f"  {name:<26}{cpu:>9.2f} us{cpu_ratio:>7.2f}x{wall:>9.2f} us{wall_ratio:>7.2f}x"
+            f"{process:>10.2f} us{process_ratio:>7.2f}x"
+        )
+    ours = results["RunHandler"]
+    cpu_ratio = ratio(ours, base, "caller", "caller")
+    wall_ratio = ratio(ours, base, "pipeline", "pipeline")
+    print(
+        f"  RunHandler caller CPU: {cpu_ratio:.2f}x the baseline (target <= 1.3x) "
+        f"{'met' if cpu_ratio <= 1.3 else 'NOT met'}"
+    )
+    print(
+        f"  RunHandler pipeline to flush: {wall_ratio:.2f}x the baseline (target <= 3x) "
+        f"{'met' if wall_ratio <= 3.0 else 'NOT met'}"
+    )
+
+
+def below_level(records: int, repeat: int) -> None:
+    """A tagged INFO call reaching a handler at WARNING: RunHandler against the baseline."""
+    base, results = rounds(
+        {"RunHandler": lambda n: run_handler(n, logging.WARNING)},
+        lambda n: baseline(n, logging.WARNING),
+        records,
+        repeat,
+    )
+    b = median([f["caller"] for f in base]) * 1e6
+    r = median([f["caller"] for f in results["RunHandler"]]) * 1e6
+    rel = ratio(results["RunHandler"], base, "caller", "caller")
+    print("\nbelow the handler's level (INFO call, handler at WARNING), caller CPU per call")
+    print(f"  baseline {b:.2f} us, RunHandler {r:.2f} us: {rel:.2f}x ({r - b:+.2f} us)")
+
+
+def queued_memory(records: int) -> None:
+    """Bytes each queued record holds while the writer thread is held back."""
+    with temporary_store():
+        os.environ["LOGBRIDGE_QUEUE_SIZE"] = str(records + 1_000)
+        try:
+            run = logbridge.start_run(experiment="bench", name="memory")
+            log = logger_with(logbridge.RunHandler())
+            tagged_calls(log, 10, start=-10)
+            run.flush()
+        finally:
+            del os.environ["LOGBRIDGE_QUEUE_SIZE"]
+        recorder = _state.existing_recorder(run.store)
+        # The writer takes a batch off the queue and then waits for this lock to write it; the
+        # batch's events are still captured records, unexpanded, so they count as queued.
+        lock = getattr(recorder, "_write_lock", None)
+        if lock is None:
+            print("\nmemory per queued record: n/a (the recorder has no write lock to hold)")
+            return
+        gc.collect()
+        with lock:
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            tagged_calls(log, records)
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+        run.flush()
+        run.complete()
+        logger_with(NoopHandler())
+    plain = plain_record_memory(records)
+    print(f"\nmemory while the writer is held back ({records:,} queued records, tracemalloc)")
+    print(
+        f"  {held / records:,.0f} bytes per queued record ({held / 2**20:.1f} MiB in all); "
+        f"the LogRecord alone holds {plain / records:,.0f} bytes"
+    )
+
+
+def plain_record_memory(records: int) -> int:
+    """Bytes the same calls' LogRecords hold when a handler just keeps them."""
+    kept: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record)
+
+    log = logger_with(Keep())
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    tagged_calls(log, records)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    logger_with(NoopHandler())
+    return held
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000, help="tagged calls per round")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per figure")
+    parser.add_argument(
+        "--no-references", action="store_true", help="measure only the baseline and RunHandler"
+    )
+    parser.add_argument(
+        "--memory-records", type=int, default=50_000, help="records queued for the memory figure"
+    )
+    parser.add_argument(
+        "--json-backend",
+        choices=["orjson", "json"],
+        default="orjson",
+        help="JSON backend of the run's log (orjson falls back to json when not installed)",
+    )
+    args = parser.parse_args(argv)
+    from logbridge import _logrecords
+
+    backend = _logrecords.use_backend(args.json_backend)
+    print(
+        f"logbridge {logbridge.__version__}, Python {sys.version.split()[0]}, "
+        f"JSON backend {backend}, {os.cpu_count()} CPUs"
+    )
+    print(f"call: {CALL}")
+    report(args.records, args.repeat, references=not args.no_references)
+    below_level(args.records, args.repeat)
+    queued_memory(min(args.memory_records, args.records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""benchmarks/bench_handler.py runs and prints its figures (a smoke test: no timing is checked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "benchmarks" / "bench_handler.py"
+
+
+@pytest.mark.processes
+def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
+    """A tiny run prints the baseline, RunHandler, references, below-level and memory lines."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--records",
+            "300",
+            "--repeat",
+            "1",
+            "--memory-records",
+            "200",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for expected in (
+        "baseline (do-nothing handler)",
+        "RunHandler caller CPU:",
+        "RunHandler pipeline to flush:",
+        "stdlib FileHandler",
+        "stdlib QueueHandler",
+        "python-json-logger file",
+        "below the handler's level",
+        "bytes per queued record",
+    ):
+        assert expected in out, out
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())  # every store and file it made is gone

@@ -1,0 +1,145 @@
+"""The writer's side of RunHandler: captured records rendered as python-json-logger would."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+
+import pytest
+
+import logbridge
+from logbridge import _handler, _logrecords
+
+BACKENDS = ["json", "orjson"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each JSON backend in turn (orjson is installed with the dev extras)."""
+    assert _logrecords.use_backend(request.param) == request.param
+    yield request.param
+    _logrecords.use_backend("orjson")
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    log = logging.getLogger("test.logrecords")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.handlers = [logbridge.RunHandler()]
+    yield log
+    log.handlers = []
+
+
+def record(**extras: object) -> logging.LogRecord:
+    rec = logging.LogRecord("app.train", logging.INFO, "/src/train.py", 12, "epoch %d", (3,), None)
+    rec.funcName = "fit"
+    rec.__dict__.update(extras)
+    return rec
+
+
+@pytest.mark.parametrize(
+    "extras",
+    [{}, {"step": 3}, {"step": 3, "user": "ann", "_private": 1, "config": {"lr": 0.1}}],
+)
+def test_render_matches_python_json_loggers_own_format(backend: str, extras: dict) -> None:
+    """The fast path writes the fields python-json-logger's format() writes, in its order."""
+    rec = record(**extras)
+    fields, problem = _logrecords.snapshot(rec)
+    assert problem is None
+    formatter = _logrecords.formatter()
+    fast = formatter.render(fields, "epoch 3", step=extras.get("step"))
+    own = formatter.format(rec)
+    assert json.loads(fast) == json.loads(own)
+    assert list(json.loads(fast)) == list(json.loads(own))
+    assert formatter.backend == backend
+
+
+def test_the_caller_captures_a_tuple_of_immutable_fields() -> None:
+    """A plain tagged record is queued as a tuple of its fields, not as the LogRecord."""
+    rec = record(metrics={"loss": 0.5}, step=3)
+    fields = _logrecords.fields_of(rec.__dict__)
+    assert fields[: len(_logrecords.CAPTURED)] == tuple(
+        rec.__dict__[name] for name in _logrecords.CAPTURED
+    )
+    assert all(type(value) in _logrecords.IMMUTABLE | {tuple} for value in fields)
+
+
+def test_both_backends_store_the_same_record(logger: logging.Logger, backend: str) -> None:
+    """NaN, huge and non-ASCII values, ints beyond 64 bits and odd keys, with either backend."""
+    run = logbridge.start_run()
+    logger.info(
+        "épreuve %s",
+        "ü",
+        extra={
+            "metrics": {"loss": math.nan, "acc": 0.5, "count": 7},
+            "step": 2,
+            "big": 2**70,
+            "surrogate": "x\udcff",
+            "nested": {1: [math.inf, b"\xff"]},
+        },
+    )
+    logger.info("odd key", extra={3: "three"})
+    first, second = run.get_logs()
+    assert first["message"] == "épreuve ü"
+    assert first["metrics"] == {"loss": "NaN", "acc": 0.5, "count": 7}
+    assert first["step"] == 2
+    assert first["big"] == 2**70
+    assert first["surrogate"] == "x\\udcff"
+    assert first["nested"] == {"1": ["Infinity", "\\xff"]}
+    assert second["3"] == "three"
+    metrics = run.get_metrics()
+    assert math.isnan(metrics["loss"])
+    assert (metrics["acc"], metrics["count"]) == (0.5, 7)
+
+
+def test_a_record_subclass_is_formatted_at_the_call(logger: logging.Logger) -> None:
+    """A LogRecord subclass may format its message its own way: that happens in the caller."""
+
+    class Shouting(logging.LogRecord):
+        def getMessage(self) -> str:
+            return super().getMessage().upper()
+
+    run = logbridge.start_run()
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(Shouting)
+    try:
+        logger.info("quiet %s", "please", extra={"metrics": {"m": 1.0}})
+    finally:
+        logging.setLogRecordFactory(previous)
+    assert run.get_logs()[0]["message"] == "QUIET PLEASE"
+    assert run.get_metrics() == {"m": 1.0}
+
+
+def test_mutable_arguments_and_an_explicit_none_step(logger: logging.Logger) -> None:
+    """A list argument is formatted at the call; ``step=None`` is kept as null in the line."""
+    run = logbridge.start_run()
+    values = [1, 2]
+    logger.info("values %s", values, extra={"metrics": {"m": 2.0}, "step": None})
+    values.append(3)
+    record = run.get_logs()[0]
+    assert record["message"] == "values [1, 2]"
+    assert record["step"] is None
+    assert run.get_metrics() == {"m": 2.0}
+
+
+def test_a_new_run_gets_the_records_after_the_last_one_is_gone(logger: logging.Logger) -> None:
+    """The recorder remembered for the last run is not used for the next one."""
+    first = logbridge.start_run()
+    logger.info("first")
+    logbridge.testing.reset()
+    second = logbridge.start_run()
+    logger.info("second")
+    assert [r["message"] for r in second.get_logs()] == ["second"]
+    assert [r["message"] for r in first.get_logs()] == ["first"]
+    _handler.forget_recorders()
+    logger.info("third")
+    assert [r["message"] for r in second.get_logs()] == ["second", "third"]
+
+
+def test_unknown_backend_is_refused() -> None:
+    """use_backend names the backends it knows."""
+    with pytest.raises(ValueError, match="orjson, json"):
+        _logrecords.use_backend("ujson")
