@@ -305,7 +305,7 @@ def test_collector_killed_mid_run(collector: Collector, fast_exit: None) -> None
     run = logbridge.start_run(experiment="killed")
     for i in range(100):
         run.log("early", float(i))
-    assert run.flush(10)
+    assert otel.flush(10)
     collector.stop()
     for i in range(100):
         run.log("late", float(i))
@@ -373,18 +373,22 @@ def test_a_process_with_a_dead_collector_exits_in_time(tmp_path: Path) -> None:
 
 
 def test_the_sink_seam_hands_over_what_was_stored() -> None:
-    """A sink attached through _state receives each stored batch, and is shut down at close."""
+    """A sink gets each stored batch; only an explicit sink flush and close wait for it."""
     sink = _sinks.MemorySink()
     _state.add_sink_factory("memory", lambda rec: sink)
     run = logbridge.start_run(experiment="seam")
     run.log("x", 1.0)
+    assert run.flush(5)
     run.complete()
+    assert sink.flushes == 0  # a run's flush and completion never wait for a sink
+    (recorder,) = _state._recorders.values()
+    assert recorder.flush(5, sinks=True)
+    assert sink.flushes == 1
     _state.reset()
     kinds = [type(e) for e in sink.events]
     assert kinds[0] is ev.RunStarted
     assert ev.MetricLogged in kinds
     assert kinds[-1] is ev.RunFinished
-    assert sink.flushes >= 1
     assert sink.shut_down
 
 

@@ -4,6 +4,10 @@ Used by the live export (`logbridge.otel`) and by the replay of stored runs, so 
 the same thing. Ids are derived from run ids: a run's span id is the low 64 bits of its id,
 the trace id is the id of the root run of its family. A replay therefore sends the ids the
 live export sent, and records logged in other processes of the run join the same span.
+
+When the application installed its own tracer provider, the converter is given its tracer
+(`Converter.use_tracer`): a run's span is then started by that tracer when the run starts, with
+the ids the application's SDK gives it, and the run's records carry that span's context.
 The mapping is documented in docs/opentelemetry.md.
 """
 
@@ -14,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -30,6 +34,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
+    INVALID_SPAN,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -43,11 +48,15 @@ from logbridge import _events as ev
 from logbridge._store import RunInfo
 from logbridge._version import __version__
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
 METRIC_EVENT: Final = "logbridge.metric"
 """Event name of the log record sent for every metric point."""
 
 _SCOPE: Final = InstrumentationScope("logbridge", __version__)
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
+_NO_SPAN: Final = set_span_in_context(INVALID_SPAN)
 _PRIMITIVE: Final = (str, bool, int, float)
 _INT64: Final = 2**63
 _RECORD_FIELDS: Final = {
@@ -90,6 +99,18 @@ class RunMeta:
     parent_span_id: int | None = None
     resource: Resource = field(default_factory=Resource.get_empty)
     tags: dict[str, str | None] = field(default_factory=dict)
+    span: Span | None = None
+    """The run's live span, when the application's tracer made it."""
+    flags: TraceFlags = _SAMPLED
+
+
+@dataclass(frozen=True)
+class EndingSpan:
+    """A live span of the application's tracer, to be ended at ``end`` (ns) when exported."""
+
+    span: Span
+    end: int
+    run_id: str
 
 
 @dataclass
@@ -99,7 +120,7 @@ class Batch:
     logs: list[ReadableLogRecord] = field(default_factory=list)
     log_runs: list[str] = field(default_factory=list)
     points: list[tuple[RunMeta, str, float, float]] = field(default_factory=list)
-    spans: list[ReadableSpan] = field(default_factory=list)
+    spans: list[ReadableSpan | EndingSpan] = field(default_factory=list)
     span_runs: list[str] = field(default_factory=list)
 
     def metrics(self) -> MetricsData:
@@ -148,7 +169,21 @@ class Converter:
         self._lookup = lookup
         self._runs: dict[str, RunMeta] = {}
         self._scopes: dict[str, InstrumentationScope] = {}
-        self._env_service: str | None = _env_service_name()
+        # Resource.create runs the resource detectors in a thread pool, which refuses work
+        # once the interpreter is shutting down: done once here, never per run at exit.
+        self._base = _base_resource()
+        self._env_service: str | None = _env_service_name(self._base)
+        self._tracer: Tracer | None = None
+        self._run_attributes = False
+
+    def use_tracer(self, tracer: Tracer | None, *, run_attributes: bool) -> None:
+        """Make run spans with ``tracer`` (the application's); put run attributes on records.
+
+        ``run_attributes``: records go to a provider whose resource is the application's, so
+        the run's identity travels as attributes of each record instead.
+        """
+        self._tracer = tracer
+        self._run_attributes = run_attributes
 
     def run(self, run_id: str) -> RunMeta:
         """Return what is known of ``run_id``, looking it up in the store the first time."""
@@ -170,9 +205,21 @@ class Converter:
                 info.host,
                 info.pid,
             )
-        return self._remember(meta)
+        return self._remember(meta, started=False)
 
-    def _remember(self, meta: RunMeta) -> RunMeta:
+    def _remember(self, meta: RunMeta, *, started: bool) -> RunMeta:
+        if self._tracer is not None:
+            # The application's SDK picks the ids. A run that did not start here gets no span
+            # now (nobody here would end it): its records carry no span context.
+            if started:
+                self._start_span(meta)
+        else:
+            self._derive_ids(meta)
+        self._runs[meta.run_id] = meta
+        meta.resource = self._base.merge(Resource(self._resource_attributes(meta)))
+        return meta
+
+    def _derive_ids(self, meta: RunMeta) -> None:
         meta.span_id = span_id_of(meta.run_id)
         if meta.parent_id is not None and meta.parent_id != meta.run_id:
             parent = self.run(meta.parent_id)
@@ -180,20 +227,35 @@ class Converter:
             meta.parent_span_id = parent.span_id
         else:
             meta.trace_id = trace_id_of(meta.run_id)
-        attributes: dict[str, Any] = {
-            "logbridge.run.id": meta.run_id,
-            "logbridge.run.name": meta.name,
-            "logbridge.experiment": meta.experiment,
-        }
+
+    def _start_span(self, meta: RunMeta) -> None:
+        if self._tracer is None:
+            return
+        parent = None
+        if meta.parent_id is not None and meta.parent_id != meta.run_id:
+            parent_span = self.run(meta.parent_id).span
+            if parent_span is not None:
+                parent = set_span_in_context(parent_span)
+        span = self._tracer.start_span(
+            meta.name,
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes=_identity(meta),
+            start_time=_ns(meta.start),
+        )
+        context = span.get_span_context()
+        meta.span, meta.trace_id, meta.span_id = span, context.trace_id, context.span_id
+        meta.flags = context.trace_flags
+
+    def _resource_attributes(self, meta: RunMeta) -> dict[str, Any]:
+        attributes: dict[str, Any] = _identity(meta)
         if meta.host:
             attributes["host.name"] = meta.host
         if meta.pid:
             attributes["process.pid"] = meta.pid
         if self._env_service is None:
             attributes["service.name"] = meta.experiment
-        meta.resource = Resource.create(attributes)
-        self._runs[meta.run_id] = meta
-        return meta
+        return attributes
 
     def convert(self, events: Iterable[ev.Event], batch: Batch | None = None) -> Batch:
         """Add ``events`` to ``batch`` (a new one if None) and return it."""
@@ -223,7 +285,8 @@ class Converter:
                 event.time,
                 event.host,
                 event.pid,
-            )
+            ),
+            started=True,
         )
 
     def _scope(self, name: str) -> InstrumentationScope:
@@ -237,6 +300,8 @@ class Converter:
         meta = self.run(run_id)
         seconds, level, logger, message = event.time, event.level, event.logger, event.message
         attributes = _log_attributes(record)
+        if self._run_attributes:
+            attributes = {**_identity(meta), **attributes}
         out.logs.append(
             ReadableLogRecord(
                 LogRecord(
@@ -264,6 +329,8 @@ class Converter:
         }
         if event.step is not None:
             attributes["logbridge.metric.step"] = event.step
+        if self._run_attributes:
+            attributes = {**_identity(meta), **attributes}
         out.logs.append(
             ReadableLogRecord(
                 LogRecord(
@@ -281,40 +348,38 @@ class Converter:
             )
         )
         out.log_runs.append(event.run_id)
-        if event.kind == "scalar" and type(value) in (int, float, bool):
+        if is_point(event):
             number = float(value) if type(value) is bool or abs(value) >= _INT64 else value
             out.points.append((meta, event.name, number, event.time))
 
     def _finished(self, event: ev.RunFinished, out: Batch) -> None:
-        out.spans.append(self.span(self.run(event.run_id), event.status, event.time, event.error))
+        meta = self.run(event.run_id)
+        if self._tracer is not None:
+            out.spans.append(self._end_live_span(meta, event.status, event.time, event.error))
+        else:
+            out.spans.append(self.span(meta, event.status, event.time, event.error))
         out.span_runs.append(event.run_id)
+
+    def _end_live_span(
+        self, meta: RunMeta, status: str, end: float, error: dict[str, Any] | None
+    ) -> EndingSpan:
+        if meta.span is None:  # the run started in another process: its span starts now
+            self._start_span(meta)
+        span = meta.span
+        assert span is not None  # _start_span sets it when a tracer is in use
+        attributes, events, code, description = _span_details(meta, status, end, error)
+        span.set_attributes(attributes)
+        for event in events:
+            span.add_event(event.name, event.attributes, event.timestamp)
+        span.set_status(Status(code, description))
+        meta.span = None  # ended once; records logged after the end keep its ids
+        return EndingSpan(span, _ns(max(end, meta.start)), meta.run_id)
 
     def span(
         self, meta: RunMeta, status: str, end: float, error: dict[str, Any] | None
     ) -> ReadableSpan:
         """Return the span of a finished run."""
-        attributes: dict[str, Any] = {
-            "logbridge.run.id": meta.run_id,
-            "logbridge.run.name": meta.name,
-            "logbridge.experiment": meta.experiment,
-            "logbridge.run.status": status,
-        }
-        if meta.parent_id:
-            attributes["logbridge.parent_run.id"] = meta.parent_id
-        for key, value in meta.tags.items():
-            attributes[f"logbridge.tag.{key}"] = "" if value is None else value
-        events = []
-        code = StatusCode.UNSET
-        description = None
-        if status == "Failed":
-            code = StatusCode.ERROR
-            error = error or {}
-            kind, text = str(error.get("type", "Error")), str(error.get("message", ""))
-            description = f"{kind}: {text}" if text else kind
-            exception = {"exception.type": kind, "exception.message": text}
-            if error.get("traceback"):
-                exception["exception.stacktrace"] = str(error["traceback"])
-            events.append(Event("exception", exception, timestamp=_ns(end)))
+        attributes, events, code, description = _span_details(meta, status, end, error)
         context = SpanContext(meta.trace_id, meta.span_id, is_remote=False, trace_flags=_SAMPLED)
         parent = (
             None
@@ -415,12 +480,46 @@ def _log_attributes(record: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
+def _span_details(
+    meta: RunMeta, status: str, end: float, error: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[Event], StatusCode, str | None]:
+    """Return a finished run's span attributes, events, status code and description."""
+    attributes: dict[str, Any] = {**_identity(meta), "logbridge.run.status": status}
+    if meta.parent_id:
+        attributes["logbridge.parent_run.id"] = meta.parent_id
+    for key, value in meta.tags.items():
+        attributes[f"logbridge.tag.{key}"] = "" if value is None else value
+    events = []
+    code = StatusCode.UNSET
+    description = None
+    if status == "Failed":
+        code = StatusCode.ERROR
+        error = error or {}
+        kind, text = str(error.get("type", "Error")), str(error.get("message", ""))
+        description = f"{kind}: {text}" if text else kind
+        exception = {"exception.type": kind, "exception.message": text}
+        if error.get("traceback"):
+            exception["exception.stacktrace"] = str(error["traceback"])
+        events.append(Event("exception", exception, timestamp=_ns(end)))
+    return attributes, events, code, description
+
+
+def _identity(meta: RunMeta) -> dict[str, Any]:
+    return {
+        "logbridge.run.id": meta.run_id,
+        "logbridge.run.name": meta.name,
+        "logbridge.experiment": meta.experiment,
+    }
+
+
 def _run_attributes(meta: RunMeta) -> dict[str, Any]:
     return {"logbridge.run.id": meta.run_id, "logbridge.experiment": meta.experiment}
 
 
 def _context(meta: RunMeta) -> Any:
-    span = NonRecordingSpan(SpanContext(meta.trace_id, meta.span_id, False, _SAMPLED))
+    if meta.trace_id == 0:
+        return _NO_SPAN
+    span = NonRecordingSpan(SpanContext(meta.trace_id, meta.span_id, False, meta.flags))
     return set_span_in_context(span)
 
 
@@ -441,12 +540,25 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-def _env_service_name() -> str | None:
+def _base_resource() -> Resource:
+    """Return the SDK's resource: its defaults and what ``OTEL_RESOURCE_ATTRIBUTES`` adds."""
+    try:
+        return Resource.create({})
+    except Exception:  # at interpreter shutdown, say: the runs' own attributes remain
+        return Resource.get_empty()
+
+
+def _env_service_name(base: Resource) -> str | None:
     """Return the service name the standard variables set, or None."""
-    name = Resource.create({}).attributes.get("service.name")
+    name = base.attributes.get("service.name")
     if not isinstance(name, str) or name.startswith("unknown_service"):
         return None
     return name
+
+
+def is_point(event: ev.MetricLogged) -> bool:
+    """Whether a metric event is also sent as a gauge point (numeric scalars are)."""
+    return event.kind == "scalar" and type(event.value) in (int, float, bool)
 
 
 def retryable_grpc(code: str | None) -> bool:

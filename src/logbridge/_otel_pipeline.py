@@ -3,12 +3,16 @@
 The recorder's writer thread hands each batch it wrote to `Pipeline.put`, which only appends
 to a bounded buffer. The exporter thread (named ``logbridge-otel``, so the `RunHandler`
 ignores whatever the exporters, urllib3 or grpc log while it runs) converts batches and sends
-them with the SDK's OTLP exporters, which retry 429/502/503/504 and UNAVAILABLE within their
-timeout. A batch that still failed for a transient reason is tried again after a growing
-pause; one refused for good (400, 401, 500...) is counted. While the collector keeps up, a
-full buffer makes the writer wait for room (so a healthy collector receives everything);
-while it is failing, overflow is counted at once. Every item that is not delivered is counted
-per run, reported once at shutdown and recorded in the run as dropped (``otel_export``).
+them with the SDK's OTLP exporters (or into the application's own providers, `_otel_app`).
+The exporters retry a collector's "try later" (429/502/503/504, gRPC RESOURCE_EXHAUSTED)
+within their timeout; a collector that cannot be reached at all (connection refused or reset,
+a timeout, gRPC UNAVAILABLE) fails the export at once instead, and the pipeline acts as a
+circuit breaker: it keeps the batch and tries again after a growing pause (0.5 s doubling to
+30 s), and meanwhile neither waits for the collector nor lets a flush wait for it. A batch
+refused for good (400, 401, 500...) is counted. While the collector keeps up, a full buffer
+makes the writer wait for room (so a healthy collector receives everything); while it is
+failing, overflow is counted at once. Every item that is not delivered is counted per run,
+reported once at shutdown and recorded in the run as dropped (``otel_export``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from logbridge import _events as ev
-from logbridge import _report
-from logbridge._otel_convert import Batch, Converter, retryable_grpc
+from logbridge import _otel_app, _report
+from logbridge._otel_convert import Batch, Converter, is_point, retryable_grpc
 
 BATCH_SIZE: Final = 2_000
 """Events converted and sent in one export call."""
@@ -46,7 +49,6 @@ _EXPORTER_LOGGERS: Final = (
     "opentelemetry.sdk.metrics._internal.export",
 )
 _SIGNALS: Final = ("log records", "metric points", "spans")
-_GRPC_CODE: Final = re.compile(r"StatusCode\.([A-Z_]+)")
 
 THREAD_PREFIX: Final = "logbridge-otel"
 
@@ -61,7 +63,11 @@ class Exporters:
     protocol: str
     endpoint: str
     status: dict[str, Any] = field(default_factory=dict)
-    """Last HTTP status seen by the exporters' session (None: no answer)."""
+    """What the last request met: ``code`` (HTTP status or gRPC status name), ``unreachable``."""
+    app: _otel_app.AppProviders = field(default_factory=_otel_app.AppProviders)
+    """The application's providers some signals are emitted into."""
+    tracer: Any = None
+    """The application's tracer, which starts the run spans (None: logbridge's ids)."""
 
     def shutdown(self) -> None:
         """Shut the exporters down (aborts the retry pauses of an export in progress)."""
@@ -73,19 +79,12 @@ class Exporters:
 class _Quiet(logging.Filter):
     """Keeps what the exporters log on logbridge's threads off the application's handlers.
 
-    The messages are kept instead: they tell which gRPC status ended an export.
+    The pipeline learns why an export failed from the requests themselves (`Exporters.status`),
+    and reports that once; the exporters' own lines would only repeat it, per batch.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: collections.deque[str] = collections.deque(maxlen=20)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not threading.current_thread().name.startswith(THREAD_PREFIX):
-            return True
-        with contextlib.suppress(Exception):  # a message that cannot be formatted is not needed
-            self.messages.append(record.getMessage()[:500])
-        return False
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: ARG002 - the Filter API
+        return not threading.current_thread().name.startswith(THREAD_PREFIX)
 
 
 _quiet = _Quiet()
@@ -107,6 +106,13 @@ class Lost:
         with self._lock:
             for run_id in runs:
                 self.by_run.setdefault(run_id, collections.Counter())[what] += 1
+            self.reason = reason
+
+    def add_counts(self, counts: collections.Counter[tuple[str, str]], reason: str) -> None:
+        """Count ``counts[(run id, what)]`` items at once."""
+        with self._lock:
+            for (run_id, what), n in counts.items():
+                self.by_run.setdefault(run_id, collections.Counter())[what] += n
             self.reason = reason
 
     def total(self) -> int:
@@ -138,6 +144,8 @@ class Pipeline:
         self._cond = threading.Condition(threading.Lock())
         self._pending: Batch | None = None
         self._inflight = 0
+        self._flight: list[ev.Event] | tuple[Batch, list[str]] | None = None
+        """What the exporter thread holds: events to convert, or a batch and its unsent signals."""
         self._retry_at = 0.0
         self._backoff = 0.0
         self._progress = 0
@@ -197,21 +205,35 @@ class Pipeline:
             self._thread = thread
 
     def force_flush(self, timeout: float | None) -> bool:
-        """Wait until everything taken is sent; False on timeout or while the collector fails."""
+        """Wait until everything taken is sent; False on timeout or while the collector fails.
+
+        Records emitted into the application's providers are flushed by them, in what is left
+        of ``timeout``.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._cond.notify_all()
             while self._buffer or self._pending is not None or self._inflight:
-                if not self._healthy() or self._thread is None or not self._thread.is_alive():
+                if self._thread is None or not self._thread.is_alive():
                     return False
+                if not self._healthy() and (deadline is None or self._retry_at > deadline):
+                    return False  # the breaker is open past the deadline: do not wait
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._cond.wait(left if left is not None else 1.0)
-        return True
+        return self._flush_app(deadline)
+
+    def _flush_app(self, deadline: float | None) -> bool:
+        exporters = self._exporters
+        if exporters is None or not exporters.app.any():
+            return True
+        left = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        return _otel_app.force_flush(exporters.app, left)
 
     def shutdown(self, timeout: float | None) -> None:
         """Send what can be sent within ``timeout``, count the rest, report it once."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if self._closed:
                 return
@@ -226,14 +248,27 @@ class Pipeline:
             self._buffer.clear()
             pending, self._pending = self._pending, None
             abandoned = thread is not None and thread.is_alive()
+            flight = self._flight if abandoned else None
         reason = self.lost.reason or "not sent before the exit deadline"
         if abandoned:
             reason = "the export did not finish within the exit deadline"
         self._count_events(left, reason)
+        if isinstance(flight, list):
+            self._count_events(flight, reason)
+        elif flight is not None:
+            self._count_batch(flight[0], reason, flight[1])
+            if flight[0] is pending:
+                pending = None
         if pending is not None:
             self._count_batch(pending, reason, _SIGNALS)
         if self._exporters is not None:
             self._exporters.shutdown()  # also cuts short an abandoned export's retries
+            if not abandoned and not self._flush_app(deadline):
+                _report.once(
+                    "otel_app_flush",
+                    "OpenTelemetry: the application's providers did not confirm delivery of "
+                    "logbridge's records before the exit deadline (LOGBRIDGE_OTEL_EXIT_TIMEOUT)",
+                )
         self._report()
 
     def abandon(self) -> None:
@@ -244,14 +279,20 @@ class Pipeline:
     # -- counting ----------------------------------------------------------------------------
 
     def _count_events(self, events: Iterable[ev.Event], reason: str) -> None:
+        counts: collections.Counter[tuple[str, str]] = collections.Counter()
         for event in events:
             kind = type(event)
             if kind is ev.LogRecorded:
-                self.lost.add([event.run_id], "log records", reason)
+                counts[event.run_id, "log records"] += 1
             elif kind is ev.MetricLogged:
-                self.lost.add([event.run_id], "metric points", reason)
+                # As converted: a log record event, and a gauge point when numeric.
+                counts[event.run_id, "log records"] += 1
+                if is_point(event):  # type: ignore[arg-type]
+                    counts[event.run_id, "metric points"] += 1
             elif kind is ev.RunFinished:
-                self.lost.add([event.run_id], "spans", reason)
+                counts[event.run_id, "spans"] += 1
+        if counts:
+            self.lost.add_counts(counts, reason)
 
     def _count_batch(self, batch: Batch, reason: str, signals: Iterable[str]) -> None:
         for what in signals:
@@ -289,6 +330,9 @@ class Pipeline:
                 self._closed = True
                 self._cond.notify_all()
             return
+        self._converter.use_tracer(
+            self._exporters.tracer, run_attributes=self._exporters.app.logs is not None
+        )
         while True:
             with self._cond:
                 taken = self._next()
@@ -319,6 +363,7 @@ class Pipeline:
             self._cond.wait(_SCHEDULE_DELAY)
 
     def _send(self, taken: list[ev.Event]) -> None:
+        self._flight = taken
         try:
             batch = self._pending if not taken else self._converter.convert(taken)
         except Exception as err:
@@ -330,15 +375,21 @@ class Pipeline:
             self._done(None, progress=False)
             return
         retry = Batch()
+        unsent = list(_SIGNALS)
+        self._flight = (batch, unsent)
         for what in _SIGNALS:
-            self._send_signal(batch, what, retry)
+            # After a transient failure the collector is not asked again in this round: one
+            # try of the circuit breaker costs one request timeout at most.
+            failing = bool(retry.logs or retry.points or retry.spans)
+            self._send_signal(batch, what, retry, attempt=not failing)
+            unsent.remove(what)
         transient = bool(retry.logs or retry.points or retry.spans)
         if transient and self._stopping:
             self._count_batch(retry, self.lost.reason, _SIGNALS)
             transient = False
         self._done(retry if transient else None, progress=not transient)
 
-    def _send_signal(self, batch: Batch, what: str, retry: Batch) -> None:
+    def _send_signal(self, batch: Batch, what: str, retry: Batch, *, attempt: bool) -> None:
         exporters = self._exporters
         if exporters is None:
             return
@@ -352,9 +403,13 @@ class Pipeline:
             count, exporter, data = len(batch.spans), exporters.spans, batch.spans
         if not count:
             return
-        ok, again, why = self._export(exporters, exporter, data)
+        ok, again, why = self._export(exporters, exporter, data) if attempt else (False, True, "")
+        refused: list[str] = getattr(exporter, "refused_runs", [])
         if ok:
-            self.sent[what] += count
+            self.sent[what] += count - len(refused)
+            if refused:
+                why = getattr(exporter, "refused_reason", "the OpenTelemetry SDK refused them")
+                self.lost.add(refused, what, why)
         elif not again:
             self._count_batch(batch, why, (what,))
         elif what == "log records":
@@ -368,6 +423,7 @@ class Pipeline:
         with self._cond:
             self._pending = pending
             self._inflight = 0
+            self._flight = None
             if pending is None:
                 self._backoff = 0.0
             else:
@@ -380,23 +436,26 @@ class Pipeline:
     def _export(self, exporters: Exporters, exporter: Any, data: Any) -> tuple[bool, bool, str]:
         """Export ``data``; return (delivered, worth retrying, reason)."""
         exporters.status.clear()
-        _quiet.messages.clear()
+        app = getattr(exporter, "app", False)
         try:
             result = exporter.export(data)
         except Exception as err:
             reason = f"{type(err).__name__}: {err}"
+            if app:
+                reason = f"the application's OpenTelemetry SDK failed: {reason}"
             self.lost.reason = reason
-            return False, True, reason
+            return False, not app, reason  # never emit twice into the application's SDK
         if getattr(result, "name", "") == "SUCCESS" or getattr(result, "value", None) == 0:
             return True, False, ""
-        if exporters.protocol == "grpc":
-            codes = [m.group(1) for m in map(_GRPC_CODE.search, _quiet.messages) if m]
-            code = codes[-1] if codes else None
-            again = retryable_grpc(code)
-            reason = f"gRPC {code}" if code else "the collector could not be reached"
+        code = exporters.status.get("code")
+        unreachable = exporters.status.get("unreachable")
+        if unreachable is not None:
+            again, reason = True, f"the collector could not be reached: {unreachable}"
+        elif exporters.protocol == "grpc":
+            again = code is not None and retryable_grpc(code)
+            reason = f"gRPC {code}" if code else "the export failed before a gRPC call was made"
         else:
-            status = exporters.status.get("code")
-            again = status is None or status in _RETRYABLE_HTTP
-            reason = f"HTTP {status}" if status else "the collector could not be reached"
+            again = code in _RETRYABLE_HTTP
+            reason = f"HTTP {code}" if code else "the export failed before a request was sent"
         self.lost.reason = reason
         return False, again, reason

@@ -4,6 +4,9 @@ A sink follows the shape of OpenTelemetry's exporters: it takes a batch, flushes
 timeout it really enforces, and shuts down idempotently. The recorder calls `Sink.export` on
 its writer thread right after the batch is in the local store, so a sink must only hand the
 batch on (to its own thread, say) and return: it must never block on the network there.
+A run's flush and completion do not wait for sinks; `Sink.force_flush` is called only by an
+explicit flush of the sinks (``Recorder.flush(sinks=True)``, `logbridge.otel.flush`), and
+`Sink.shutdown` when the recorder closes.
 """
 
 from __future__ import annotations

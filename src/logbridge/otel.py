@@ -5,9 +5,14 @@ Enable it with ``LOGBRIDGE_OTEL=1``, with ``otel=True`` on `logbridge.start_run`
 from the standard variables (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_PROTOCOL``,
 headers, timeouts, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``...) unless given here.
 
+If the application installed OpenTelemetry SDK providers globally, logbridge emits into them
+instead (records through its logger provider, gauges through its meter provider, run spans
+through its tracer provider), unless an endpoint is given here.
+
 The local store stays the record: export happens after each batch is stored, on a thread of
 its own, and what cannot be sent is counted, reported once at exit and can be sent later with
-`export_run` (``logbridge export RUN``). docs/opentelemetry.md describes the mapping.
+`export_run` (``logbridge export RUN``). A run's ``flush`` and ``complete`` never wait for the
+collector; `flush` does. docs/opentelemetry.md describes the mapping.
 Needs the ``otel`` extra: ``pip install 'logbridge[otel]'``.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -30,17 +36,17 @@ except ImportError as _err:  # pragma: no cover - depends on the installation
     ) from _err
 
 from logbridge import _events as ev
-from logbridge import _settings, _state
+from logbridge import _otel_app, _settings, _state
 from logbridge._otel_convert import Converter
 from logbridge._otel_pipeline import Exporters, Pipeline
 from logbridge._recorder import Recorder
 from logbridge._store import SQLiteStore
+from logbridge._version import __version__
 
-__all__ = ["PROTOCOLS", "OtelSink", "enable", "export_run"]
+__all__ = ["PROTOCOLS", "OtelSink", "enable", "export_run", "flush"]
 
 PROTOCOLS: Final = ("http/protobuf", "grpc")
 """The OTLP protocols logbridge sends with."""
-_SIGNALS: Final = {"logs": "v1/logs", "traces": "v1/traces", "metrics": "v1/metrics"}
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,13 @@ class _Config:
     protocol: str | None
     headers: tuple[tuple[str, str], ...] | None
     timeout: float | None
+    providers: bool = True
+    """Emit into the application's global SDK providers where it installed them."""
 
 
 _config: _Config | None = None
 _lock = threading.Lock()
+_sinks: weakref.WeakSet[OtelSink] = weakref.WeakSet()
 
 
 def enable(
@@ -61,6 +70,7 @@ def enable(
     protocol: str | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    providers: bool | None = None,
 ) -> None:
     """Send every run of this process to an OpenTelemetry collector from now on.
 
@@ -76,12 +86,20 @@ def enable(
         headers: headers sent with every request; default ``OTEL_EXPORTER_OTLP_HEADERS``.
         timeout: seconds one export request (with the SDK's own retries) may take; default
             ``OTEL_EXPORTER_OTLP_TIMEOUT``, else 10.
+        providers: emit into the OpenTelemetry SDK providers the application installed
+            globally (``set_logger_provider``...), for the signals it installed one for;
+            default: yes, unless ``endpoint`` is given.
 
     Raises:
         ValueError: an unknown protocol.
     """
     global _config  # noqa: PLW0603
     config = _make_config(endpoint, protocol, headers, timeout)
+    use_app = endpoint is None if providers is None else providers
+    config = _Config(config.endpoint, config.protocol, config.headers, config.timeout, use_app)
+    # Imported here, on the caller's thread: an import in progress on the exporter thread
+    # when the process forks would leave its module lock held forever in the child.
+    _transport(config.protocol or _env_protocol())
     with _lock:
         if _config is None or "otel" not in _state._sink_factories:  # noqa: SLF001
             _config = config
@@ -105,34 +123,52 @@ def _make_config(
     )
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Store what this process's runs logged so far, then wait until it is exported.
+
+    A run's ``flush`` and ``complete`` only wait for the local store, so a slow or dead
+    collector never stalls a training; call this where delivery matters (before a checkpoint
+    is announced elsewhere, say). Returns False if that did not finish within ``timeout``
+    (at most ``LOGBRIDGE_OTEL_EXIT_TIMEOUT``), or at once while the collector is failing.
+    """
+    deadline = time.monotonic() + _cap(timeout)
+    done = True
+    for sink in [s for s in list(_sinks) if s.pid == os.getpid()]:
+        left = max(0.0, deadline - time.monotonic())
+        done = sink.recorder.flush(left, sinks=True) and done
+    return done
+
+
 class OtelSink:
     """The sink that exports a recorder's events to a collector (see `enable`)."""
 
     def __init__(self, recorder: Recorder, config: _Config) -> None:
         """Export what ``recorder`` writes, as ``config`` says."""
         store = recorder.store
-        self._pid = os.getpid()
+        self.pid = os.getpid()
+        self.recorder = recorder
         self._pipeline = Pipeline(
             lambda: make_exporters(config),
             Converter(store.get_run),
             limit=_settings.otel_buffer(),
             on_lost=lambda run_id, n: recorder.count_drop(run_id, "otel_export", n),
         )
+        _sinks.add(self)
 
     def export(self, events: Sequence[ev.Event]) -> None:
         """Hand ``events`` to the exporter thread (never waits on the network)."""
-        if os.getpid() == self._pid:
+        if os.getpid() == self.pid:
             self._pipeline.put(events)
 
     def force_flush(self, timeout: float | None = None) -> bool:
         """Wait until what was handed over is sent (at most ``LOGBRIDGE_OTEL_EXIT_TIMEOUT``)."""
-        if os.getpid() != self._pid:
+        if os.getpid() != self.pid:
             return True
         return self._pipeline.force_flush(_cap(timeout))
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Send what it can within the timeout, count and report the rest; idempotent."""
-        if os.getpid() != self._pid:
+        if os.getpid() != self.pid:
             self._pipeline.abandon()
             return
         self._pipeline.shutdown(_cap(timeout))
@@ -149,68 +185,50 @@ def _cap(timeout: float | None) -> float:
 
 
 def make_exporters(config: _Config) -> Exporters:
-    """Create the OTLP exporters for ``config`` (the standard variables fill the gaps)."""
+    """Create the exporters for ``config`` (the standard variables fill the gaps).
+
+    A signal the application installed a global SDK provider for goes into that provider
+    (when ``config.providers``); the others go to logbridge's own OTLP exporters.
+    """
+    app = _otel_app.installed() if config.providers else _otel_app.AppProviders()
     protocol = config.protocol or _env_protocol()
-    headers = None if config.headers is None else dict(config.headers)
     status: dict[str, Any] = {}
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (  # noqa: PLC0415
-            OTLPLogExporter,
-        )
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
-            OTLPMetricExporter,
-        )
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter,
-        )
-
-        options: dict[str, Any] = {"headers": headers, "timeout": config.timeout}
-        if config.endpoint is not None:
-            options["endpoint"] = config.endpoint
-            options["insecure"] = not config.endpoint.startswith("https:")
-        shown = config.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")
-        return Exporters(
-            OTLPLogExporter(**options),
-            OTLPSpanExporter(**options),
-            OTLPMetricExporter(**options),
-            "grpc",
-            shown,
-            status,
-        )
-    import requests  # noqa: PLC0415 - the http exporter's own dependency
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # noqa: PLC0415
-        OTLPLogExporter as HTTPLogExporter,
+    otlp = {} if app.logs and app.metrics and app.traces else _otlp(config, protocol, status)
+    shown = config.endpoint or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317" if protocol == "grpc" else "localhost:4318"
     )
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
-        OTLPMetricExporter as HTTPMetricExporter,
-    )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter as HTTPSpanExporter,
-    )
-
-    def session() -> requests.Session:
-        def note(response: requests.Response, *args: Any, **kwargs: Any) -> None:  # noqa: ARG001
-            status["code"] = response.status_code
-
-        made = requests.Session()
-        made.hooks["response"].append(note)
-        return made
-
-    def url(signal: str) -> str | None:
-        if config.endpoint is None:
-            return None
-        return f"{config.endpoint.rstrip('/')}/{_SIGNALS[signal]}"
-
-    shown = config.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")
-    common: dict[str, Any] = {"headers": headers, "timeout": config.timeout}
+    if app.any():
+        mine = f" (and {shown})" if otlp else ""
+        shown = f"the application's OpenTelemetry providers{mine}"
     return Exporters(
-        HTTPLogExporter(endpoint=url("logs"), session=session(), **common),
-        HTTPSpanExporter(endpoint=url("traces"), session=session(), **common),
-        HTTPMetricExporter(endpoint=url("metrics"), session=session(), **common),
-        "http/protobuf",
+        _otel_app.AppLogs(app.logs) if app.logs else otlp["logs"],
+        _otel_app.AppSpans() if app.traces else otlp["traces"],
+        _otel_app.AppMetrics(app.metrics) if app.metrics else otlp["metrics"],
+        protocol,
         shown,
         status,
+        app,
+        app.traces.get_tracer("logbridge", __version__) if app.traces else None,
     )
+
+
+def _otlp(config: _Config, protocol: str, status: dict[str, Any]) -> dict[str, Any]:
+    headers = None if config.headers is None else dict(config.headers)
+    made: dict[str, Any] = _transport(protocol).exporters(
+        config.endpoint, headers, config.timeout, status
+    )
+    return made
+
+
+def _transport(protocol: str) -> Any:
+    """Return the module that makes the OTLP exporters of ``protocol`` (imports it)."""
+    if protocol == "grpc":
+        from logbridge import _otel_grpc  # noqa: PLC0415 - grpc only when asked for
+
+        return _otel_grpc
+    from logbridge import _otel_http  # noqa: PLC0415 - requests only when asked for
+
+    return _otel_http
 
 
 def _env_protocol() -> str:
