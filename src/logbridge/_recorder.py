@@ -17,6 +17,7 @@ from typing import Final
 
 from logbridge import _events as ev
 from logbridge import _liveness, _logrecords, _report
+from logbridge._sinks import Sink
 from logbridge._store import SQLiteStore
 
 _OPEN: Final = 0
@@ -28,6 +29,10 @@ BATCH_SIZE: Final = 20_000
 _RETRY_FOR: Final = 5.0
 """Seconds a failing batch is retried (locked or full store) before it is dropped and counted."""
 _SYNC_WRITE_WAIT: Final = 2.0
+_EXIT_GRACE: Final = 1.0
+"""Seconds `close` may wait, past its timeout, to record the drop counts and final statuses."""
+_FORK_WAIT: Final = 5.0
+"""Seconds a fork waits for a write in progress to commit before it goes ahead anyway."""
 
 
 class _Flush:
@@ -58,18 +63,28 @@ class Recorder:
         self._drop_when_full = full_policy == "drop"
         self._interval = flush_interval
         self._wake = threading.Event()
-        self._room = threading.Condition(threading.Lock())
+        # Reentrant locks where a SIGTERM handler (which runs `close` on top of whatever the
+        # main thread was doing) may need a lock the interrupted code holds.
+        self._room = threading.Condition(threading.RLock())
         self._waiting = 0
         self._state = _OPEN
         self._stopping = False
+        self._abort = False
+        self._timed_out = False
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
-        self._lifecycle = threading.Lock()
+        self._lifecycle = threading.RLock()
+        # Held around every transaction and around taking events off the queue, so what one
+        # holder takes is written before anyone takes more: order survives late writes.
         self._write_lock = threading.Lock()
+        self._write_owner: int | None = None
+        self._held_for_fork = False
+        self._leftover: list[ev.Event] = []
         self._owned: set[str] = set()
         self._pending_drops: dict[tuple[str, str], int] = {}
         self._failing = False
         self._drops_lock = threading.Lock()
+        self._sinks: list[Sink] = []
         self.written = 0
         """Events written so far (for tests and benchmarks)."""
 
@@ -84,7 +99,10 @@ class Recorder:
         if len(queue) >= self._maxsize and not self._make_room(event):
             return
         queue.append(event)
-        if self._thread is None:
+        if self._state != _OPEN:
+            # Closed between the check above and the append: the writer may be gone already.
+            self._drain_late()
+        elif self._thread is None:
             self._start()
         elif len(queue) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
@@ -93,6 +111,8 @@ class Recorder:
         if threading.get_ident() == self._thread_id:
             return True  # the writer itself never waits for itself
         if self._drop_when_full:
+            if type(event) is ev.RunFinished:
+                return True  # a run's final status is worth one event over the bound
             self._count_drop(_run_id(event), "queue_full")
             _report.once(
                 "queue_full",
@@ -124,30 +144,50 @@ class Recorder:
             except RuntimeError:
                 # The interpreter is finalising and refuses new threads: write synchronously.
                 self._state = _CLOSED
+                self._stopping = True
                 self._drain_late()
                 return
             self._thread = thread
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued before this call is written; return False on timeout."""
-        if self._state != _OPEN or threading.get_ident() == self._thread_id:
-            return self._state != _OPEN
-        if self._thread is None and not self._queue:
+    def flush(self, timeout: float | None = None, *, sinks: bool = False) -> bool:
+        """Wait until everything queued before this call is written; return False on timeout.
+
+        With ``sinks``, the sinks are flushed too, within the same ``timeout``. Without (the
+        default), a slow or unreachable destination never stalls a run's flush or completion;
+        the sinks are flushed at close.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        written = self._flush_store(timeout)
+        return (not sinks or self._flush_sinks(deadline)) and written
+
+    def _flush_store(self, timeout: float | None) -> bool:
+        if threading.get_ident() == self._thread_id:
+            return False
+        if self._state != _OPEN:
+            self._drain_late()
+            return True
+        if self._thread is None and not self._queue and not self._pending_drops:
             return True
         marker = _Flush()
         self._queue.append(marker)
         if self._thread is None:
             self._start()
         if self._state != _OPEN:
+            self._drain_late()
             return True
         self._wake.set()
         return marker.done.wait(timeout)
 
     def write_now(self, events: Sequence[ev.Event]) -> None:
         """Write ``events`` synchronously, raising if the store refuses them."""
-        with self._write_lock:
+        if not self._lock_writes(-1):
+            raise RuntimeError("write_now called while this thread is writing")
+        try:
             self.store.write(events)
             self.written += len(events)
+            self._to_sinks(events)
+        finally:
+            self._unlock_writes()
 
     def own(self, run_id: str) -> None:
         """Heartbeat ``run_id`` while it is running in this process."""
@@ -161,64 +201,143 @@ class Recorder:
         """Write everything queued and stop the writer; idempotent.
 
         Events put after this are written synchronously. Returns False if the writer did not
-        finish within ``timeout`` (what it still held is counted as dropped).
+        finish within ``timeout`` (what it still held is counted as dropped; final statuses
+        are still written).
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lifecycle:
-            if self._state != _OPEN:
+            if self._state == _CLOSED:
                 return True
-            thread = self._thread
+            # From here on `put` writes synchronously (after what is queued) instead of
+            # queueing: a writer draining while producers keep producing would never finish.
+            self._state = _CLOSING
             self._stopping = True
+            thread = self._thread
         finished = True
-        if thread is not None:
+        if thread is not None and thread is not threading.current_thread():
             self._wake.set()
             thread.join(timeout)
             finished = not thread.is_alive()
-        with self._lifecycle:
-            self._state = _CLOSING
         if finished:
             self._drain_late()
         else:
-            left = sum(1 for e in self._queue if not isinstance(e, _Flush))
-            for event in self._queue:
-                if not isinstance(event, _Flush):
-                    self._count_drop(_run_id(event), "exit_timeout")
-            self._queue.clear()
-            _report.always(
-                f"{left} events were not written to {self.store.folder} within the exit timeout "
-                f"({timeout} s, LOGBRIDGE_EXIT_TIMEOUT); they are counted as dropped in the run"
-            )
+            self._give_up(timeout)
+        if self._sinks:
+            self._shutdown_sinks(deadline)
+            self._drain_late()  # writes the sinks' counts of what they could not deliver
+        with self._lifecycle:
+            self._state = _CLOSED
         with self._room:
             self._room.notify_all()
-        self._state = _CLOSED
-        if finished and self._pending_drops:
-            with self._write_lock:
-                self._write([])
         return finished
+
+    def before_fork(self) -> None:
+        """Let a write in progress commit and close the writing connection (fork hook).
+
+        A child that inherits an open SQLite connection, or SQLite's bookkeeping of a
+        transaction in progress, can block on locks nobody will release; so the child inherits
+        none (the parent reopens at its next write). Call `after_fork` on both sides.
+        """
+        self._held_for_fork = self._lock_writes(_FORK_WAIT)
+        if self._held_for_fork:
+            try:
+                self.store.close()
+            except Exception as err:
+                _report.once("fork", f"could not close the store before fork: {err}")
+
+    def after_fork(self) -> None:
+        """Undo `before_fork` (in the parent, and in the child that abandons this recorder)."""
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._unlock_writes()
 
     # -- after close ------------------------------------------------------------------------
 
+    def _lock_writes(self, timeout: float) -> bool:
+        # A signal handler running on top of this thread's own write must not wait for itself
+        # (the connection is inside that write's transaction): it gives up instead.
+        me = threading.get_ident()
+        if self._write_owner == me or not self._write_lock.acquire(timeout=timeout):
+            return False
+        self._write_owner = me
+        return True
+
+    def _unlock_writes(self) -> None:
+        self._write_owner = None
+        self._write_lock.release()
+
+    def _take_queued(self) -> tuple[list[ev.Event], list[_Flush]]:
+        # popleft one at a time: other threads may append meanwhile (iterating would raise).
+        events: list[ev.Event] = []
+        markers: list[_Flush] = []
+        popleft = self._queue.popleft
+        while True:
+            try:
+                item = popleft()
+            except IndexError:
+                return events, markers
+            if type(item) is _Flush:
+                markers.append(item)
+            else:
+                events.append(item)  # type: ignore[arg-type]
+
     def _write_late(self, event: ev.Event) -> None:
-        if not self._write_lock.acquire(timeout=_SYNC_WRITE_WAIT):
+        if not self._lock_writes(0 if self._timed_out else _SYNC_WRITE_WAIT):
             self._count_drop(_run_id(event), "exit_timeout")
             return
         try:
-            self.store.write([event])
-            self.written += 1
-        except Exception as err:
-            self._count_drop(_run_id(event), "store_error")
-            _report.once("late_write", f"cannot write to the store {self.store.folder}: {err}")
+            queued, markers = self._take_queued()
+            self._write([*queued, event])
         finally:
-            self._write_lock.release()
-
-    def _drain_late(self) -> None:
-        events = [e for e in self._queue if not isinstance(e, _Flush)]
-        markers = [e for e in self._queue if isinstance(e, _Flush)]
-        self._queue.clear()
-        if events:
-            with self._write_lock:
-                self._write(events)
+            self._unlock_writes()
         for marker in markers:
             marker.done.set()
+
+    def _drain_late(self) -> None:
+        if not self._queue and not self._pending_drops:
+            return
+        if not self._lock_writes(0 if self._timed_out else _SYNC_WRITE_WAIT):
+            return  # left queued: the next late write takes it along
+        try:
+            events, markers = self._take_queued()
+            if events or self._pending_drops:
+                self._write(events)
+        finally:
+            self._unlock_writes()
+        for marker in markers:
+            marker.done.set()
+
+    def _give_up(self, timeout: float | None) -> None:
+        # The writer is still busy at the deadline: stop it after its current batch, count
+        # what is left as dropped, but keep the runs' final statuses.
+        self._abort = True
+        self._timed_out = True
+        events, markers = self._take_queued()
+        finals: list[ev.Event] = [e for e in events if type(e) is ev.RunFinished]
+        for event in events:
+            if type(event) is not ev.RunFinished:
+                self._count_drop(_run_id(event), "exit_timeout")
+        _report.always(
+            f"{len(events) - len(finals)} events were not written to {self.store.folder} "
+            f"within the exit timeout ({timeout} s, LOGBRIDGE_EXIT_TIMEOUT); they are counted "
+            "as dropped in the run"
+        )
+        self._leftover = finals
+        self._write_leftover(_EXIT_GRACE)
+        for marker in markers:
+            marker.done.set()
+
+    def _write_leftover(self, timeout: float) -> None:
+        # Called by `_give_up` and by the writer once its last batch is in: whichever gets
+        # the lock first writes the final statuses and the drop counts.
+        if not self._lock_writes(timeout):
+            return
+        try:
+            leftover, self._leftover = self._leftover, []
+            if leftover or self._pending_drops:
+                self._write(leftover)
+        finally:
+            self._unlock_writes()
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -230,42 +349,51 @@ class Recorder:
             self._wake.clear()
             stopping = self._stopping
             self._drain()
+            if self._abort:
+                self._write_leftover(-1)
+                return
+            if stopping:
+                return
             now = time.monotonic()
             if now >= next_beat and self._owned:
                 next_beat = now + _liveness.HEARTBEAT_INTERVAL
                 self._heartbeat()
-            if stopping:
-                return
 
     def _drain(self) -> None:
         queue = self._queue
         popleft = queue.popleft
-        while queue:
+        while queue and not self._abort:
             batch: list[ev.Event] = []
             marker: _Flush | None = None
+            self._lock_writes(-1)
             try:
-                for _ in range(BATCH_SIZE):
-                    item = popleft()
-                    if type(item) is _Flush:
-                        marker = item
-                        break
-                    batch.append(item)  # type: ignore[arg-type]
-            except IndexError:
-                pass
-            if self._waiting:
-                with self._room:
-                    self._room.notify_all()
-            if batch:
-                with self._write_lock:
+                try:
+                    for _ in range(BATCH_SIZE):
+                        item = popleft()
+                        if type(item) is _Flush:
+                            marker = item
+                            break
+                        batch.append(item)  # type: ignore[arg-type]
+                except IndexError:
+                    pass
+                if self._waiting:
+                    with self._room:
+                        self._room.notify_all()
+                # A flush also writes the drops counted since the last batch.
+                if batch or (marker is not None and self._pending_drops):
                     self._write(batch)
+            finally:
+                self._unlock_writes()
             if marker is not None:
                 marker.done.set()
 
-    def _write(self, batch: list[ev.Event]) -> None:
+    def _write(self, batch: Sequence[ev.Event]) -> None:
         # Captured log records are formatted and rendered here, off the caller's thread.
         batch = _logrecords.expand(batch)
         if self._pending_drops:
             batch = [*self._take_drops(), *batch]
+        if not batch:
+            return
         delay = 0.05
         deadline = time.monotonic() + (0.0 if self._failing or self._stopping else _RETRY_FOR)
         while True:
@@ -290,17 +418,62 @@ class Recorder:
                 return
             else:
                 self.written += len(batch)
+                self._to_sinks(batch)
                 if self._failing:
                     self._failing = False
                     _report.always(f"writing to the store {self.store.folder} works again")
                 return
 
+    # -- sinks -------------------------------------------------------------------------------
+
+    def add_sink(self, sink: Sink) -> None:
+        """Hand every batch written to the store from now on to ``sink`` too."""
+        with self._lifecycle:
+            self._sinks = [*self._sinks, sink]
+
+    def count_drop(self, run_id: str, reason: str, count: int = 1) -> None:
+        """Count events of ``run_id`` accepted but not delivered (written with the next batch)."""
+        self._count_drop(run_id, reason, count)
+
+    def _to_sinks(self, events: Sequence[ev.Event]) -> None:
+        for sink in self._sinks:
+            try:
+                sink.export(events)
+            except Exception as err:
+                _report.once(f"sink:{type(sink).__name__}", f"{type(sink).__name__} failed: {err}")
+
+    def _flush_sinks(self, deadline: float | None) -> bool:
+        done = True
+        for sink in self._sinks:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                done = sink.force_flush(left) and done
+            except Exception as err:
+                _report.once(f"sink:{type(sink).__name__}", f"{type(sink).__name__} failed: {err}")
+                done = False
+        return done
+
+    def _shutdown_sinks(self, deadline: float | None) -> None:
+        for sink in self._sinks:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                sink.shutdown(left)
+            except Exception as err:
+                _report.once(f"sink:{type(sink).__name__}", f"{type(sink).__name__} failed: {err}")
+
     def _heartbeat(self) -> None:
+        self._lock_writes(-1)
         try:
-            with self._write_lock:
-                self.store.heartbeat(sorted(self._owned))
+            self.store.heartbeat(sorted(self._owned))
         except Exception as err:
-            _report.once("heartbeat", f"cannot write the run's heartbeat: {err}")
+            # The same trouble as a failing write (a full disk, say): one line for both.
+            _report.once(
+                "store_error",
+                f"cannot write to the store {self.store.folder} ({err}); the training goes "
+                "on, and events are dropped and counted until the store can be written again",
+            )
+        finally:
+            self._unlock_writes()
 
     def _count_drop(self, run_id: str, reason: str, count: int = 1) -> None:
         key = (run_id, reason)

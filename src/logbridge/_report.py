@@ -6,6 +6,7 @@ record, and logbridge must never log into the handler it is serving.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -38,3 +39,13 @@ def reset() -> None:
     """Forget which problems were reported (for tests and forked children)."""
     with _lock:
         _reported.clear()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread of the parent may have held the lock at the fork; the child's copy would
+    # stay locked for ever.
+    global _lock  # noqa: PLW0603
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -13,12 +13,14 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from logbridge import _report, _settings, _store
 from logbridge._recorder import Recorder
+from logbridge._sinks import Sink
 
 if TYPE_CHECKING:
     from logbridge._run import Run
@@ -31,8 +33,13 @@ _failure: dict[str, Any] | None = None
 _terminated = False
 _hooks_installed = False
 _exit_armed_pid = 0
+_exited = False
+_shutdown_thread = 0
+"""The thread running `shutdown`, if one is: a SIGTERM arriving there must not re-enter it."""
 _abandoned: list[object] = []
 """What a forked child inherited and must neither use nor close."""
+_sink_factories: dict[str, Callable[[Recorder], Sink]] = {}
+"""Name -> a function making a sink for a recorder; every recorder of the process gets one."""
 
 
 def recorder(folder: Path) -> Recorder:
@@ -53,10 +60,48 @@ def recorder(folder: Path) -> Recorder:
                 full_policy=_settings.queue_full_policy(),
                 flush_interval=_settings.flush_interval(),
             )
+            _attach_sinks(found)
             _recorders[folder] = found
             _install_hooks()
             _arm_multiprocessing_exit()
+            if _exited:
+                # Exit handling has run (this is a late atexit handler or a __del__): no
+                # close is coming for this recorder, and 3.12+ refuses new threads.
+                found.close(0)
         return found
+
+
+def add_sink_factory(name: str, factory: Callable[[Recorder], Sink]) -> None:
+    """Give every recorder of this process, present and future, a sink made by ``factory``.
+
+    Adding a factory under a name already known does nothing. Forked children keep the
+    factories, and their recorders get sinks of their own.
+    """
+    with _lock:
+        if name in _sink_factories:
+            return
+        _sink_factories[name] = factory
+        recorders = list(_recorders.values())
+    for rec in recorders:
+        rec.add_sink(factory(rec))
+
+
+def enable_otel() -> None:
+    """Send this process's runs to OpenTelemetry (`logbridge.otel.enable`), importing it now.
+
+    Raises:
+        MissingExtraError: the ``otel`` extra is not installed.
+    """
+    from logbridge import otel  # noqa: PLC0415 - OpenTelemetry is imported only when asked
+
+    otel.enable()
+
+
+def _attach_sinks(rec: Recorder) -> None:
+    if _settings.otel_enabled():
+        enable_otel()
+    for factory in _sink_factories.values():
+        rec.add_sink(factory(rec))
 
 
 def existing_recorder(folder: Path) -> Recorder | None:
@@ -93,11 +138,13 @@ def own(run: Run) -> None:
 
 
 def finished(run: Run) -> None:
-    """Forget a finished run: it is no longer owned, nor current."""
+    """Forget a finished run: it is no longer owned, nor current (unless the process exits)."""
     global _current  # noqa: PLW0603
     with _lock:
         _owned.pop(run.id, None)
-        if _current is run:
+        # Records logged after the exit hook (later atexit handlers, __del__, daemon threads)
+        # belong to the run that just finished, not to a new one nobody would finish.
+        if _current is run and not _exited:
             _current = None
             if os.environ.get(_settings.RUN_ID) == run.id:
                 del os.environ[_settings.RUN_ID]
@@ -137,20 +184,27 @@ def error_details(
 
 def shutdown(timeout: float | None = None) -> None:
     """Finish the runs this process owns and drain every recorder, within ``timeout`` seconds."""
+    global _shutdown_thread  # noqa: PLW0603
     deadline = time.monotonic() + (_settings.exit_timeout() if timeout is None else timeout)
-    status, error = outcome()
-    for run in owned_runs():
-        try:
-            run._finish(status, error, flush=False)  # noqa: SLF001
-        except Exception as err:
-            _report.always(f"could not finish run {run.id}: {err}")
-    with _lock:
-        recorders = list(_recorders.values())
-    for rec in recorders:
-        rec.close(max(0.0, deadline - time.monotonic()))
+    outer, _shutdown_thread = _shutdown_thread, threading.get_ident()
+    try:
+        status, error = outcome()
+        for run in owned_runs():
+            try:
+                run._finish(status, error, flush=False)  # noqa: SLF001
+            except Exception as err:
+                _report.always(f"could not finish run {run.id}: {err}")
+        with _lock:
+            recorders = list(_recorders.values())
+        for rec in recorders:
+            rec.close(max(0.0, deadline - time.monotonic()))
+    finally:
+        _shutdown_thread = outer
 
 
 def _at_exit() -> None:
+    global _exited  # noqa: PLW0603
+    _exited = True
     try:
         shutdown()
     except Exception as err:
@@ -191,9 +245,18 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if callable(previous):
         previous(signum, frame)
         return
-    shutdown()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    if _shutdown_thread == threading.get_ident():
+        # SIGTERM interrupted this very thread while it finishes the runs (a pool worker
+        # leaving through its exit hooks gets terminate()'s SIGTERM): re-entering would wait
+        # forever on locks the interrupted frame holds. That drain ends the process anyway.
+        return
+    try:
+        shutdown()
+    except BaseException as err:  # the process must still end as SIGTERM asks
+        _report.always(f"error while finishing runs on SIGTERM: {err!r}")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 _previous_excepthook = sys.excepthook
@@ -236,11 +299,26 @@ def _arm_multiprocessing_exit() -> None:
     util.Finalize(None, _at_exit, exitpriority=-100)
 
 
+def _before_fork() -> None:
+    # No write transaction may be open, nor any connection, when the process forks: the child
+    # would inherit SQLite's record of them and wait on locks nobody will ever release.
+    for rec in list(_recorders.values()):
+        rec.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for rec in list(_recorders.values()):
+        rec.after_fork()
+
+
 def _after_fork_in_child() -> None:
     # The child keeps the hooks (and the current run) it inherited, but none of the parent's
     # recorders, connections or duties: the parent finishes the runs it owns.
-    global _lock, _failure  # noqa: PLW0603
+    global _lock, _failure, _exited  # noqa: PLW0603
     _lock = threading.RLock()
+    _exited = False
+    for rec in _recorders.values():
+        rec.after_fork()
     _abandoned.extend(_recorders.values())
     _recorders.clear()
     _owned.clear()
@@ -255,6 +333,7 @@ def reset() -> None:
         recorders = list(_recorders.values())
         _recorders.clear()
         _owned.clear()
+        _sink_factories.clear()
         _current = None
         _failure = None
         _terminated = False
@@ -265,4 +344,6 @@ def reset() -> None:
     _report.reset()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
