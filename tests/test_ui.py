@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import struct
 import zlib
 from collections.abc import Iterator
@@ -113,6 +114,16 @@ def _log_other_kinds(run: logbridge.Run, image: Path, notes: Path) -> None:
     run.upload_file(XSS.replace("/", "_"), str(notes))
 
 
+def corrupt(store: Path, run_id: str, message: str) -> None:
+    """Overwrite the stored JSON of a run's log record holding ``message`` with garbage."""
+    with sqlite3.connect(store / "store.db") as conn:
+        changed = conn.execute(
+            "UPDATE logs SET record = ? WHERE run_id = ? AND message = ?",
+            ('{"time": 1.5, "message": "cut sh', run_id, message),
+        ).rowcount
+    assert changed == 1
+
+
 @pytest.fixture
 def runs(store: Path, tmp_path: Path) -> dict[str, logbridge.Run]:
     return fill_store(store, tmp_path)
@@ -192,6 +203,142 @@ def test_store_series_without_steps_uses_the_index(store: Path) -> None:
     assert series.points == [(0, 3.0), (2, 1.0), (4, 2.0)]
     assert series.drawable == 3
     assert SQLiteStore(store, create=False).metric_series(run.id, "nope") is None
+
+
+def test_store_series_buckets_by_position_exactly(store: Path) -> None:
+    """Without steps a long series is bucketed over its position, interleaved with others.
+
+    Every point returned sits at its true position, the spike survives, and a zoomed range
+    comes back whole and in place.
+    """
+    run = logbridge.start_run(experiment="big")
+    for i in range(30_000):
+        run.log("signal", math.sin(i / 500))
+        if i % 3 == 0:
+            run.log("other", float(i))
+        if i == 17_777:
+            run.log("signal", 9.0)
+    run.log("signal", math.nan)
+    run.complete()
+    expected = [math.sin(i / 500) for i in range(30_000)]
+    expected.insert(17_778, 9.0)
+    reader = SQLiteStore(store, create=False)
+    series = reader.metric_series(run.id, "signal", buckets=400)
+    assert series is not None
+    assert (series.x, series.bucketed, series.count, series.drawable) == (
+        "index",
+        True,
+        30_002,
+        30_001,
+    )
+    assert series.x_range == (0, 30_001)
+    assert len(series.points) <= 800
+    assert all(expected[int(x)] == v for x, v in series.points)
+    assert (17_778, 9.0) in series.points
+    assert [p[0] for p in series.points] == sorted({p[0] for p in series.points})
+    zoomed = reader.metric_series(run.id, "signal", lo=100.5, hi=300, buckets=400)
+    assert zoomed is not None
+    assert not zoomed.bucketed
+    assert zoomed.points == [(i, expected[i]) for i in range(101, 301)]
+
+
+def test_store_series_auto_step_needs_a_step_on_every_drawable_point(store: Path) -> None:
+    """A NaN logged without a step does not turn a stepped series into an index series."""
+    run = logbridge.start_run(experiment="mixed")
+    run.log("v", 1.0, step=10)
+    run.log("v", math.nan)
+    run.log("v", 2.0, step=20)
+    run.log("w", 1.0, step=10)
+    run.log("w", 2.0)
+    run.complete()
+    reader = SQLiteStore(store, create=False)
+    v = reader.metric_series(run.id, "v")
+    w = reader.metric_series(run.id, "w")
+    assert v is not None
+    assert w is not None
+    assert (v.x, v.points, v.x_range) == ("step", [(10, 1.0), (20, 2.0)], (10, 20))
+    assert (w.x, w.points, w.x_range) == ("index", [(0, 1.0), (1, 2.0)], (0, 1))
+    stepped = reader.metric_series(run.id, "w", x="step")
+    assert stepped is not None
+    assert (stepped.points, stepped.drawable) == ([(10, 1.0)], 1)
+
+
+def test_latest_scalars_of_hundreds_of_runs_in_one_read(store: Path) -> None:
+    """latest_scalars: the last value of each scalar of every run asked for, in a few queries."""
+    ids = []
+    for i in range(300):
+        run = logbridge.start_run(experiment="many", name=f"r{i}")
+        run.log("loss", 1.0)
+        run.log("loss", float(i))
+        run.log("note", "text")
+        if i % 2:
+            run.log("acc", i / 1000)
+        run.log_list("curve", [1, 2])
+        run.complete()
+        ids.append(run.id)
+    reader = SQLiteStore(store, create=False)
+    statements: list[str] = []
+    real_reader = reader._reader
+
+    def counting_reader() -> Any:
+        context = real_reader()
+        conn = context.__enter__()
+        conn.set_trace_callback(statements.append)
+        return _Entered(context, conn)
+
+    reader._reader = counting_reader  # type: ignore[method-assign]
+    latest = reader.latest_scalars([*ids, "no-such-run"])
+    assert len([s for s in statements if "FROM metrics m" in s]) == 1
+    assert latest["no-such-run"] == {}
+    assert latest[ids[0]] == {"loss": 0.0, "note": "text"}
+    assert latest[ids[7]] == {"loss": 7.0, "note": "text", "acc": 0.007}
+    assert list(latest[ids[7]]) == ["loss", "note", "acc"]
+    assert len(latest) == 301
+
+
+class _Entered:
+    def __init__(self, context: Any, conn: sqlite3.Connection) -> None:
+        self._context, self._conn = context, conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._context.__exit__(*exc)
+
+
+def test_a_corrupt_log_record_comes_back_rebuilt(store: Path) -> None:
+    """get_logs: a row whose JSON is damaged is rebuilt from its columns, with a marker."""
+    run = logbridge.start_run(experiment="logs")
+    handler = logbridge.RunHandler(run=run)
+    log = logging.getLogger("corrupt.test")
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        log.info("first")
+        log.warning("second")
+        log.info("third")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    run.complete()
+    corrupt(store, run.id, "second")
+    with sqlite3.connect(store / "store.db") as conn:
+        conn.execute(
+            "UPDATE logs SET record = '[1, 2]' WHERE run_id = ? AND message = 'third'", (run.id,)
+        )
+    records = [r for _, r in SQLiteStore(store, create=False).get_logs(run.id)]
+    assert [r["message"] for r in records] == ["first", "second", "third"]
+    assert "record_error" not in records[0]
+    damaged = records[1]
+    assert (damaged["level"], damaged["levelno"], damaged["logger"]) == (
+        "WARNING",
+        30,
+        "corrupt.test",
+    )
+    assert isinstance(damaged["time"], float)
+    assert damaged["record_error"].startswith("the stored record is not valid JSON")
+    assert records[2]["record_error"] == "the stored record is a JSON list, not an object"
 
 
 # -- the JSON API -------------------------------------------------------------------------------
@@ -307,6 +454,19 @@ def test_logs_filter_by_level_logger_text_and_follow(
     rest = get(client, base, query_string={"after": page["last"]})
     assert len(page["records"]) + len(rest["records"]) == 64
     assert everything[-1]["message"] == XSS
+
+
+def test_logs_survive_a_corrupt_record(
+    client: Any, runs: dict[str, logbridge.Run], store: Path
+) -> None:
+    """/logs: one damaged record is shown rebuilt and marked; the others are untouched."""
+    corrupt(store, runs["baseline"].id, "training done")
+    records = get(client, f"/api/runs/{runs['baseline'].id}/logs")["records"]
+    assert len(records) == 64
+    damaged = [r for r in records if r["record_error"]]
+    assert [(r["message"], r["level"], r["logger"]) for r in damaged] == [
+        ("training done", "INFO", "train")
+    ]
 
 
 def test_metric_csv_escapes_formula_cells(client: Any, store: Path) -> None:

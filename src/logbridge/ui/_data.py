@@ -76,20 +76,18 @@ def run_summary(info: RunInfo, now: float | None = None) -> dict[str, Any]:
 def runs_table(store: SQLiteStore, experiment: str | None) -> dict[str, Any]:
     """Return the runs (newest first) with their tags and the latest value of each scalar."""
     now = time.time()
+    runs = store.list_runs(experiment=experiment)
+    latest = store.latest_scalars([info.id for info in runs])
     rows = []
     names: dict[str, None] = {}
-    for info in store.list_runs(experiment=experiment):
+    for info in runs:
         row = run_summary(info, now)
         row["tags"] = store.get_tags(info.id)
-        latest = {m.name: m.last for m in store.list_metrics(info.id) if _is_number(m)}
-        names.update(dict.fromkeys(latest))
-        row["metrics"] = latest
+        numbers = {k: v for k, v in latest[info.id].items() if isinstance(v, (int, float))}
+        names.update(dict.fromkeys(numbers))
+        row["metrics"] = numbers
         rows.append(row)
     return {"runs": rows, "metrics": list(names)}
-
-
-def _is_number(metric: MetricInfo) -> bool:
-    return metric.kind == "scalar" and isinstance(metric.last, (int, float))
 
 
 def run_page(store: SQLiteStore, info: RunInfo) -> dict[str, Any]:
@@ -301,6 +299,7 @@ def logs(
                 "logger": r.get("logger"),
                 "message": r.get("message"),
                 "exception": r.get("exception"),
+                "record_error": r.get("record_error"),
             }
             for seq, r in records
         ],
