@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -27,6 +28,13 @@ OUTPUTS_FOLDER = "outputs"
 """Files a run's process writes here are stored with the run when it finishes."""
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".bmp", ".webp")
+
+_point = functools.partial(tuple.__new__, ev.MetricLogged)
+"""Build a `MetricLogged` from the tuple of all seven of its fields, for `Run.log`.
+
+Calling the class runs the named tuple's Python ``__new__``; this stays in C and halves the
+cost of the event (about 0.1 µs of the 1 µs of a ``run.log`` call, bench_run_log.py).
+"""
 
 
 class Run:
@@ -240,7 +248,7 @@ class Run:
         if self._kinds.get(name) != "scalar":
             self._check_kind(name, "scalar")
         _state.recorder(self._store).put(
-            ev.MetricLogged(self._id, name, "scalar", value, step, time.time(), description)
+            _point((self._id, name, "scalar", value, step, time.time(), description))
         )
 
     def log_list(self, name: str, value: Any, description: str = "") -> None:

@@ -7,8 +7,10 @@ use; `SQLiteStore` is its implementation. A new backend is a new class with the 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
+import operator
 import os
 import shutil
 import sqlite3
@@ -270,6 +272,7 @@ class SQLiteStore:
     def write(self, events: Sequence[ev.Event]) -> None:
         """Write a batch of events in one transaction."""
         conn = self._writer()
+        known_ids = self._metric_ids
         new_ids: dict[tuple[str, str], tuple[int, str]] = {}
         points: list[tuple[int, int | None, float, int, Any]] = []
         logs: list[tuple[str, float, int, str, str, int, str]] = []
@@ -278,21 +281,25 @@ class SQLiteStore:
         try:
             for event in events:
                 if type(event) is ev.MetricLogged:
-                    metric = self._metric_id(conn, event, new_ids)
-                    if metric is None:
-                        key = (event.run_id, "metric_kind_conflict")
+                    run_id, name, kind, value, step, when, _ = event
+                    key = (run_id, name)
+                    known = (
+                        known_ids.get(key)
+                        or new_ids.get(key)
+                        or self._new_metric(conn, event, new_ids)
+                    )
+                    if known[1] != kind:
+                        key = (run_id, "metric_kind_conflict")
                         rejected[key] = rejected.get(key, 0) + 1
-                        continue
-                    code, stored = encode(event.value)
-                    points.append((metric, event.step, event.time, code, stored))
+                    elif type(value) is float and value == value:  # noqa: PLR0124 - not NaN
+                        points.append((known[0], step, when, T_FLOAT, value))
+                    else:
+                        points.append((known[0], step, when, *encode(value)))
                 elif type(event) is ev.LogRecorded:
                     logs.append(_log_row(event))
                 else:
                     self._write_other(conn, event, rejected)
-            conn.executemany(
-                "INSERT INTO points (metric_id, step, time, type, value) VALUES (?, ?, ?, ?, ?)",
-                points,
-            )
+            _insert_points(conn, points)
             conn.executemany(
                 "INSERT INTO logs (run_id, time, level, logger, message, process, record) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -307,26 +314,22 @@ class SQLiteStore:
             raise
         self._metric_ids.update(new_ids)
 
-    def _metric_id(
-        self,
+    @staticmethod
+    def _new_metric(
         conn: sqlite3.Connection,
         event: ev.MetricLogged,
         new_ids: dict[tuple[str, str], tuple[int, str]],
-    ) -> int | None:
+    ) -> tuple[int, str]:
+        """Return the (id, kind) of a metric not in the cache, creating it if it is new."""
         key = (event.run_id, event.name)
-        known = self._metric_ids.get(key) or new_ids.get(key)
-        if known is None:
-            conn.execute(
-                "INSERT OR IGNORE INTO metrics (run_id, name, kind, description) "
-                "VALUES (?, ?, ?, ?)",
-                (event.run_id, event.name, event.kind, event.description),
-            )
-            row = conn.execute(
-                "SELECT id, kind FROM metrics WHERE run_id = ? AND name = ?", key
-            ).fetchone()
-            known = (row[0], row[1])
-            new_ids[key] = known
-        return known[0] if known[1] == event.kind else None
+        conn.execute(
+            "INSERT OR IGNORE INTO metrics (run_id, name, kind, description) VALUES (?, ?, ?, ?)",
+            (event.run_id, event.name, event.kind, event.description),
+        )
+        row = conn.execute("SELECT id, kind FROM metrics WHERE run_id = ? AND name = ?", key)
+        metric_id, kind = row.fetchone()
+        new_ids[key] = (metric_id, kind)
+        return metric_id, kind
 
     def _write_other(
         self, conn: sqlite3.Connection, event: ev.Event, rejected: dict[tuple[str, str], int]
@@ -776,6 +779,35 @@ def _log_row(event: ev.LogRecorded) -> tuple[str, float, int, str, str, int, str
 
 def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=True, ensure_ascii=False, default=repr)
+
+
+_POINTS_PER_INSERT: Final = 100
+_INSERT_POINT: Final = (
+    "INSERT INTO points (metric_id, step, time, type, value) VALUES (?, ?, ?, ?, ?)"
+)
+_INSERT_POINTS: Final = _INSERT_POINT + ", (?, ?, ?, ?, ?)" * (_POINTS_PER_INSERT - 1)
+
+
+def _insert_points(
+    conn: sqlite3.Connection, points: list[tuple[int, int | None, float, int, Any]]
+) -> None:
+    """Insert points, grouped by metric, a hundred rows to a statement.
+
+    ``executemany`` steps (and releases the GIL) once per row; one statement of many rows
+    costs less than half as much per row. Grouping a batch by metric (a stable sort: each
+    metric keeps its logged order) puts neighbouring entries of ``points_by_metric``
+    together. Both measured with benchmarks/bench_run_log.py.
+    """
+    points.sort(key=_metric_of)
+    whole = len(points) - len(points) % _POINTS_PER_INSERT
+    flat = list(itertools.chain.from_iterable(itertools.islice(points, whole)))
+    width = 5 * _POINTS_PER_INSERT
+    for start in range(0, len(flat), width):
+        conn.execute(_INSERT_POINTS, flat[start : start + width])
+    conn.executemany(_INSERT_POINT, points[whole:])
+
+
+_metric_of = operator.itemgetter(0)
 
 
 def _add_drops(conn: sqlite3.Connection, run_id: str, reason: str, count: int) -> None:
