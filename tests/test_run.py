@@ -386,3 +386,17 @@ def test_ten_thousand_metric_names() -> None:
     metrics = run.get_metrics()
     assert len(metrics) == 10_000
     assert metrics["m9999"] == 9999
+
+
+def test_upload_folder_skips_symlinks_that_leave_the_folder(tmp_path: Path) -> None:
+    """A file symlink inside the folder pointing outside it is not copied (no secret leaks)."""
+    secret = tmp_path / "secret"
+    secret.write_text("key")
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    (folder / "model.bin").write_text("m")
+    (folder / "inner.txt").symlink_to(folder / "model.bin")
+    (folder / "leak.txt").symlink_to(secret)
+    run = logbridge.start_run()
+    run.upload_folder("outputs", folder)
+    assert run.get_file_names() == ["outputs/inner.txt", "outputs/model.bin"]

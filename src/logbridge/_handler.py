@@ -13,7 +13,9 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any, Final
 
 from logbridge import _events as ev
@@ -31,6 +33,8 @@ class _ThreadState(threading.local):
     """The last record (or structlog event) recorded in this thread: one record, one entry."""
     busy: bool = False
     """True while this thread is inside logbridge, so logging done there is not recorded."""
+    structlog_call: Any = None
+    """The frame of a structlog call to a stdlib logger whose event `RunProcessor` recorded."""
 
 
 tls = _ThreadState()
@@ -52,6 +56,7 @@ class RunHandler(logging.Handler):
         name: display name of that run.
         tags: tags of that run.
         store: store folder of that run (default ``$LOGBRIDGE_HOME``, else ``./logbridge-runs``).
+        otel: also send the process's runs to an OpenTelemetry collector (`logbridge.otel`).
     """
 
     def __init__(
@@ -63,9 +68,12 @@ class RunHandler(logging.Handler):
         name: str | None = None,
         tags: Mapping[str, Any] | None = None,
         store: str | os.PathLike[str] | None = None,
+        otel: bool = False,
     ) -> None:
         """Check the options now, so mistakes surface at configuration time."""
         super().__init__(level)
+        if otel:
+            _state.enable_otel()
         if run is not None and not isinstance(run, (Run, str)):
             raise InvalidMetricTypeError(f"run= takes a Run or a run id, not {type(run).__name__}")
         if experiment is not None:
@@ -75,10 +83,12 @@ class RunHandler(logging.Handler):
         self._run_option = run
         self._run: Run | None = run if isinstance(run, Run) else None
         self._experiment = experiment
-        self._name = name
+        self._run_name = name  # not _name: that is logging.Handler.name
         self._tags = dict(tags) if tags is not None else None
         self._store = store
         self._failed_at = 0.0
+        if run is None:
+            _unbound.add(self)
 
     def __repr__(self) -> str:
         """Show the level and the run, if bound."""
@@ -91,6 +101,8 @@ class RunHandler(logging.Handler):
             state = tls
             last = state.last
             if last is record or state.busy or (last is not None and record.msg is last):
+                return
+            if state.structlog_call is not None and _rendered_by_structlog(state):
                 return
             if (
                 record.name not in _outside_names or record.threadName not in _outside_threads
@@ -124,9 +136,9 @@ class RunHandler(logging.Handler):
                 self._run = get_run(self._run_option, store=self._store)
                 return self._run
             if _settings.run_id() is None and (
-                self._experiment or self._name or self._tags or self._store
+                self._experiment or self._run_name or self._tags or self._store
             ):
-                return start_run(self._experiment, self._name, self._tags, self._store)
+                return start_run(self._experiment, self._run_name, self._tags, self._store)
             return Run.get_context()
         except Exception as err:
             self._failed_at = time.monotonic()
@@ -164,11 +176,42 @@ class RunHandler(logging.Handler):
             super().close()
 
 
+_unbound: weakref.WeakSet[RunHandler] = weakref.WeakSet()
+"""Handlers recording into the process's run, which they start at their first record."""
+
+
+def _start_run_before_fork() -> None:
+    # Workers forked before the first record (a DataLoader, a fork Pool) would each start a
+    # run of their own at their first record: start the process's run now, so they inherit it.
+    if _state._current is not None or _settings.run_id() is not None:  # noqa: SLF001
+        return
+    try:
+        for handler in list(_unbound):
+            if handler._resolve() is not None:  # noqa: SLF001
+                return
+    except Exception as err:
+        _report.once("handler_fork", f"RunHandler could not start its run before fork: {err}")
+
+
+os.register_at_fork(before=_start_run_before_fork)
+
 _outside_names: set[str] = set()
 """Logger names known not to be logbridge's (so `emit` checks them with one set lookup)."""
 _outside_threads: set[str] = set()
 """Thread names known not to be logbridge's."""
 _MAX_KNOWN_NAMES: Final = 10_000
+
+
+def _rendered_by_structlog(state: _ThreadState) -> bool:
+    """Whether this record is the one a structlog call, recorded already, renders to stdlib."""
+    call = state.structlog_call
+    frame: FrameType | None = sys._getframe(2)  # noqa: SLF001 - emit's caller's caller
+    while frame is not None:
+        if frame is call:
+            return True
+        frame = frame.f_back
+    state.structlog_call = None  # that call has returned: forget it
+    return False
 
 
 def _internal(record: logging.LogRecord) -> bool:
@@ -321,6 +364,8 @@ def basicConfig(  # noqa: N802 - named after logging.basicConfig on purpose
     console_level: int | str | None = "INFO",
     experiment: str | None = None,
     levels: Mapping[str, int | str] | None = None,
+    *,
+    otel: bool = False,
     **options: Any,
 ) -> Run:
     """Record every library's logs, down to ``level``, while the console shows less.
@@ -336,6 +381,7 @@ def basicConfig(  # noqa: N802 - named after logging.basicConfig on purpose
         console_level: the lowest level shown on stderr, or None for no console handler.
         experiment: the experiment of the run started if there is none yet.
         levels: per-logger levels.
+        otel: also send the process's runs to an OpenTelemetry collector (`logbridge.otel`).
         **options: `RunHandler` options (``run``, ``name``, ``tags``, ``store``).
 
     Returns:
@@ -350,7 +396,7 @@ def basicConfig(  # noqa: N802 - named after logging.basicConfig on purpose
         for old in _configured:
             root.removeHandler(old)
         _configured.clear()
-        handler = RunHandler(record_level, experiment=experiment, **options)
+        handler = RunHandler(record_level, experiment=experiment, otel=otel, **options)
         run = handler._run or _state.current_run() or handler._resolve()  # noqa: SLF001
         if run is None:
             raise RuntimeError("logbridge.basicConfig: no run could be started (see stderr)")

@@ -617,6 +617,8 @@ def start_run(
     name: str | None = None,
     tags: Mapping[str, Any] | None = None,
     store: str | os.PathLike[str] | None = None,
+    *,
+    otel: bool = False,
 ) -> Run:
     """Start a run and make it the process's current run (unless one is already current).
 
@@ -626,10 +628,14 @@ def start_run(
         name: the run's display name; default the experiment's name and a short id.
         tags: tags to set at once.
         store: the store folder; default ``$LOGBRIDGE_HOME``, else ``./logbridge-runs``.
+        otel: also send the process's runs to an OpenTelemetry collector (`logbridge.otel`).
 
     Raises:
         StoreError: the store cannot be created or written.
+        MissingExtraError: ``otel=True`` without the ``otel`` extra installed.
     """
+    if otel:
+        _state.enable_otel()
     folder = _settings.store_path(store)
     if experiment is None:
         experiment = _settings.experiment() or _environment.script_name()
@@ -746,12 +752,24 @@ def _image_suffix(path: Any) -> str:
 
 
 def _walk_files(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):  # os.walk does not follow folder symlinks
+    # os.walk does not follow folder symlinks; a file symlink is followed only when it stays
+    # inside the folder, so an outputs/ link to ~/.ssh does not copy secrets into the store.
+    base = root.resolve()
+    for folder, dirs, files in os.walk(root):
         dirs.sort()
         for file in files:
             path = Path(folder) / file
-            if path.is_file():
-                yield path
+            if not path.is_file():
+                continue
+            if path.is_symlink() and base not in path.resolve().parents:
+                from logbridge import _report  # noqa: PLC0415
+
+                _report.once(
+                    "upload_folder_symlink",
+                    f"upload_folder skipped {path}: a symlink to a file outside {root}",
+                )
+                continue
+            yield path
 
 
 def _iso(timestamp: float) -> str:

@@ -19,6 +19,12 @@ FLUSH_INTERVAL = "LOGBRIDGE_FLUSH_INTERVAL"
 """Seconds between writes of the recorder; default 0.5."""
 EXIT_TIMEOUT = "LOGBRIDGE_EXIT_TIMEOUT"
 """Seconds the recorder may take to drain at process exit; default 10."""
+OTEL = "LOGBRIDGE_OTEL"
+"""``1`` (or ``true``, ``yes``, ``on``) sends runs to an OpenTelemetry collector."""
+OTEL_EXIT_TIMEOUT = "LOGBRIDGE_OTEL_EXIT_TIMEOUT"
+"""Seconds the OpenTelemetry export may add to the process's exit; default 5."""
+OTEL_BUFFER = "LOGBRIDGE_OTEL_BUFFER"
+"""Events held for export while the collector is slow or away; default 50000 (more are counted)."""
 SNAPSHOT_LIMIT = "LOGBRIDGE_SNAPSHOT_LIMIT"
 """Megabytes of a script's folder `logbridge run` stores as the run's snapshot; default 300."""
 VIEWER_URL = "LOGBRIDGE_VIEWER_URL"
@@ -33,6 +39,10 @@ DEFAULT_EXIT_TIMEOUT = 10.0
 QUEUE_FULL_POLICIES = ("block", "drop")
 DEFAULT_SNAPSHOT_LIMIT_MB = 300.0
 DEFAULT_VIEWER_URL = "http://127.0.0.1:5055"
+DEFAULT_OTEL_EXIT_TIMEOUT = 5.0
+DEFAULT_OTEL_BUFFER = 50_000
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 
 def store_path(store: str | os.PathLike[str] | None = None) -> Path:
@@ -92,6 +102,27 @@ def flush_interval() -> float:
 def exit_timeout() -> float:
     """Return the seconds the recorder may spend draining at exit."""
     return _float(EXIT_TIMEOUT, DEFAULT_EXIT_TIMEOUT)
+
+
+def otel_enabled() -> bool:
+    """Return whether ``LOGBRIDGE_OTEL`` asks for the OpenTelemetry export."""
+    raw = (os.environ.get(OTEL) or "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    msg = f"environment variable {OTEL}={raw!r} must be 1 or 0 (true/false, yes/no, on/off)"
+    raise ValueError(msg)
+
+
+def otel_exit_timeout() -> float:
+    """Return the seconds the OpenTelemetry export may take at exit."""
+    return _float(OTEL_EXIT_TIMEOUT, DEFAULT_OTEL_EXIT_TIMEOUT)
+
+
+def otel_buffer() -> int:
+    """Return how many events the OpenTelemetry export holds before counting overflow."""
+    return int(_float(OTEL_BUFFER, DEFAULT_OTEL_BUFFER))
 
 
 def snapshot_limit() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import math
 import operator
 import os
@@ -529,6 +530,28 @@ class SQLiteStore:
             for name, kind, description, count, code, value in rows
         ]
 
+    def latest_scalars(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Return run id -> (scalar metric name -> latest value) for many runs at once.
+
+        Metrics come in the order they were first logged; a run without scalars maps to ``{}``.
+        """
+        result: dict[str, dict[str, Any]] = {run_id: {} for run_id in run_ids}
+        ids = list(result)
+        with self._reader() as conn:
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start : start + _IDS_PER_QUERY]
+                rows = conn.execute(
+                    "SELECT m.run_id, m.name, p.type, p.value FROM metrics m "  # noqa: S608
+                    "JOIN points p ON p.rowid = "
+                    "(SELECT max(rowid) FROM points WHERE metric_id = m.id) "
+                    f"WHERE m.kind = 'scalar' AND m.run_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY m.id",
+                    chunk,
+                ).fetchall()
+                for run_id, name, code, value in rows:
+                    result[run_id][name] = decode(code, value)
+        return result
+
     def metric_values(
         self, run_id: str, name: str | None = None
     ) -> dict[str, tuple[str, list[Any]]]:
@@ -595,8 +618,14 @@ class SQLiteStore:
         after: int = 0,
         limit: int | None = None,
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Return (sequence number, record) pairs of a run's log, oldest first."""
-        sql = "SELECT id, record FROM logs WHERE run_id = ? AND id > ?"
+        """Return (sequence number, record) pairs of a run's log, oldest first.
+
+        A record whose stored JSON cannot be read comes back rebuilt from its time, level,
+        logger and message, with ``record_error`` saying what was wrong.
+        """
+        sql = (
+            "SELECT id, record, time, level, logger, message FROM logs WHERE run_id = ? AND id > ?"
+        )
         params: list[Any] = [run_id, after]
         if level is not None:
             sql += " AND level >= ?"
@@ -614,7 +643,7 @@ class SQLiteStore:
             params.append(limit)
         with self._reader() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [(seq, json.loads(record)) for seq, record in rows]
+        return [(row[0], _log_record(*row[1:])) for row in rows]
 
     def get_drops(self, run_id: str) -> dict[str, int]:
         """Return reason -> count of events accepted for a run but not recorded."""
@@ -658,66 +687,226 @@ class SQLiteStore:
             if row is None:
                 return None
             metric_id = row[0]
-            count, stepped, step0, step1, time0, time1, bad = conn.execute(
-                "SELECT count(*), count(p.step), min(p.step), max(p.step), min(p.time), "  # noqa: S608 - constant fragments only
-                f"max(p.time), count(*) FILTER (WHERE NOT {_FINITE}) "
-                "FROM points p WHERE p.metric_id = ?",
-                (metric_id,),
-            ).fetchone()
+            count, first, last = conn.execute(_EXTENT, {"m": metric_id}).fetchone()
+            if not count:
+                return Series("index" if x == "auto" else x, [], 0, 0, False, None)
+            whole = _Span(metric_id, first, last, 0, count - 1)
+            finite, stepped, step0, step1 = _span_stats(conn, whole)
             if x == "auto":
-                x = "step" if count > bad and stepped == count else "index"
-            source = _SERIES_SOURCE[x]
-            params = (metric_id, -math.inf if lo is None else lo, math.inf if hi is None else hi)
-            if lo is not None or hi is not None:
-                drawable, x0, x1 = conn.execute(
-                    f"SELECT count(*), min(x), max(x) FROM ({source})",  # noqa: S608
-                    params,
-                ).fetchone()
+                x = "step" if finite and stepped == finite else "index"
+            ranged = lo is not None or hi is not None
+            if x == "time" or (x == "step" and ranged):
+                return _grouped_series(conn, metric_id, count, x=x, lo=lo, hi=hi, buckets=buckets)
+            if x == "step":
+                span, drawable = whole, stepped
+                x_range = None if not drawable else (step0, step1)
             else:
-                # Bounds over all points: a NaN at either end only widens the range a little.
-                drawable = max(0, (stepped if x == "step" else count) - bad)
-                x0, x1 = {"step": (step0, step1), "time": (time0, time1)}.get(x, (0, count - 1))
-                if not drawable:
-                    x0 = x1 = None
-            x_range = None if x0 is None else (x0, x1)
+                found = _position_span(conn, whole, lo, hi)
+                if found is None:
+                    return Series(x, [], count, 0, False, None)
+                span = found
+                drawable = _span_stats(conn, span)[0] if ranged else finite
+                x_range = None if not drawable else (span.start, span.end)
             if buckets is None or drawable <= 2 * buckets or x_range is None:
-                rows = conn.execute(f"{source} ORDER BY x, r", params).fetchall()
-                points = [(px, pv) for px, pv, _ in rows]
+                points = _span_points(conn, span, x)
                 return Series(x, points, count, drawable, False, x_range)
-            # SQLite gives a bare column the value of the row holding the min() or max().
-            bucket = "min(CAST((x - ?) * ? / ? AS INTEGER), ?)"
-            span = (x1 - x0) or 1
-            rows = conn.execute(
-                f"SELECT {bucket} AS b, x, min(v), r FROM ({source}) GROUP BY b "  # noqa: S608
-                f"UNION ALL SELECT {bucket} AS b, x, max(v), r FROM ({source}) GROUP BY b",
-                (x0, buckets, span, buckets - 1, *params) * 2,
-            ).fetchall()
-        pairs = sorted({(b, px, r): pv for b, px, pv, r in rows}.items())
-        points = [(px, pv) for (_, px, _), pv in pairs]
+            points = _span_extremes(conn, span, x, buckets)
         return Series(x, points, count, drawable, True, x_range)
 
 
+_IDS_PER_QUERY: Final = 500
+"""Run ids bound in one ``IN (...)``: well below SQLite's oldest limit of 999 variables."""
 _LAST_POINT: Final = "FROM points p WHERE p.metric_id = m.id ORDER BY p.rowid DESC LIMIT 1"
-_FINITE: Final = (
-    f"(p.type IN ({T_FLOAT}, {T_INT}, {T_BOOL}) "
-    "AND p.value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308)"
-)
+# Only floats, ints and bools are stored as SQL numbers (NaN as NULL, the rest as text), and
+# SQL orders NULL below and text above every number: the value alone tells a drawable point.
+_FINITE: Final = "(p.value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308)"
 _SERIES_X: Final = ("step", "time", "index")
 _SERIES_SOURCE: Final = {
     column: f"SELECT p.{column} AS x, p.value AS v, p.rowid AS r FROM points p "  # noqa: S608
     f"WHERE p.metric_id = ? AND {_FINITE} AND p.{column} >= ? AND p.{column} <= ?"
     for column in ("step", "time")
 }
-# The index counts every point, so points are numbered before they are filtered.
-_SERIES_SOURCE["index"] = (
-    "SELECT x, p.value AS v, r FROM (SELECT row_number() OVER (ORDER BY rowid) - 1 AS x, "  # noqa: S608
-    "type, value, rowid AS r FROM points WHERE metric_id = ?) p "
-    f"WHERE {_FINITE} AND x >= ? AND x <= ?"
-)
 _RUN_SELECT: Final = (
     "SELECT id, experiment, name, parent_id, status, start_time, end_time, host, pid, "
     "pid_start, heartbeat, environment, error FROM runs"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """A run of one metric's points: rowids ``first``..``last``, positions ``start``..``end``."""
+
+    metric_id: int
+    first: int
+    last: int
+    start: int
+    end: int
+
+    def scan(self) -> str:
+        """Return how to read the span's rows: the table itself when they fill most of it.
+
+        Reading the table's rowid range whole beats a lookup per point through
+        ``points_by_metric`` unless other metrics' points far outnumber this one's.
+        """
+        dense = 4 * (self.end - self.start + 1) >= self.last - self.first + 1
+        return "NOT INDEXED" if dense else ""
+
+
+_EXTENT: Final = (
+    "SELECT (SELECT count(*) FROM points WHERE metric_id = :m), "
+    "(SELECT min(rowid) FROM points WHERE metric_id = :m), "
+    "(SELECT max(rowid) FROM points WHERE metric_id = :m)"
+)
+
+
+def _span_stats(conn: sqlite3.Connection, span: _Span) -> tuple[int, int, Any, Any]:
+    """Return (drawable points, those with a step, lowest and highest step among them)."""
+    row = conn.execute(
+        "SELECT count(*), count(p.step), min(p.step), max(p.step) "  # noqa: S608
+        f"FROM points p {span.scan()} WHERE p.rowid BETWEEN ? AND ? AND p.metric_id = ? "
+        f"AND {_FINITE}",
+        (span.first, span.last, span.metric_id),
+    ).fetchone()
+    return row[0], row[1], row[2], row[3]
+
+
+def _position_span(
+    conn: sqlite3.Connection, whole: _Span, lo: float | None, hi: float | None
+) -> _Span | None:
+    """Return the points at positions ``lo``..``hi`` of a metric, or None if there are none."""
+    start = 0 if lo is None else max(0, math.ceil(lo))
+    end = whole.end if hi is None else min(whole.end, math.floor(hi))
+    if start > end:
+        return None
+    return _Span(
+        whole.metric_id, _rowid_at(conn, whole, start), _rowid_at(conn, whole, end), start, end
+    )
+
+
+def _rowid_at(conn: sqlite3.Connection, whole: _Span, position: int) -> int:
+    # Counted through points_by_metric alone, from the nearer end.
+    if position <= whole.end - position:
+        order, offset = "ASC", position
+    else:
+        order, offset = "DESC", whole.end - position
+    row = conn.execute(
+        f"SELECT rowid FROM points WHERE metric_id = ? ORDER BY rowid {order} LIMIT 1 OFFSET ?",  # noqa: S608
+        (whole.metric_id, offset),
+    ).fetchone()
+    return int(row[0])
+
+
+def _span_points(conn: sqlite3.Connection, span: _Span, x: str) -> list[tuple[float, float]]:
+    """Return every drawable (x, value) of a span, sorted by x (few: no bucketing needed)."""
+    if x == "step":
+        rows = conn.execute(
+            f"SELECT p.step, p.value FROM points p {span.scan()} "  # noqa: S608
+            f"WHERE p.rowid BETWEEN ? AND ? AND p.metric_id = ? AND p.step IS NOT NULL "
+            f"AND {_FINITE} ORDER BY p.step, p.rowid",
+            (span.first, span.last, span.metric_id),
+        ).fetchall()
+        return [(step, value) for step, value in rows]
+    rows = conn.execute(
+        f"SELECT {_FINITE}, p.value FROM points p {span.scan()} "  # noqa: S608
+        "WHERE p.rowid BETWEEN ? AND ? AND p.metric_id = ? ORDER BY p.rowid",
+        (span.first, span.last, span.metric_id),
+    ).fetchall()
+    return [(span.start + i, value) for i, (ok, value) in enumerate(rows) if ok]
+
+
+def _span_extremes(
+    conn: sqlite3.Connection, span: _Span, x: str, buckets: int
+) -> list[tuple[float, float]]:
+    """Return the lowest and highest value of each of ``buckets`` rowid ranges of a span.
+
+    One statement: each bucket's two extremes are found through the bare-column rule of
+    ``min()`` and ``max()`` over its rowid range (no GROUP BY, so no sort of every point), then
+    read with their step, or placed at their position: the points before the bucket plus those
+    before the extreme in it, both counted through ``points_by_metric`` alone. Buckets are
+    equal rowid ranges, equal ranges of x as long as metrics are logged at a steady pace.
+    """
+    size = span.last - span.first + 1
+    count_in = "(SELECT count(*) FROM points WHERE metric_id = :m AND rowid >= {} AND rowid < {})"
+    index = x == "index"
+    extreme = (
+        "(SELECT r FROM (SELECT p.rowid AS r, {agg}(p.value) FROM points p {scan} "
+        "WHERE p.rowid >= lo AND p.rowid < hi AND p.metric_id = :m AND {f}{stepped}))"
+    )
+    parts = {
+        "scan": span.scan(),
+        "f": _FINITE,
+        "stepped": "" if index else " AND p.step IS NOT NULL",
+    }
+    sql = (
+        "WITH RECURSIVE b(i, lo, hi) AS (SELECT 0, :first, :first + :size / :buckets "  # noqa: S608
+        "UNION ALL SELECT i + 1, hi, :first + (i + 2) * :size / :buckets FROM b "
+        "WHERE i + 1 < :buckets), "
+        f"e AS MATERIALIZED (SELECT i, lo, {count_in.format('lo', 'hi') if index else 0} AS n, "
+        f"{extreme.format(agg='min', **parts)} AS low, "
+        f"{extreme.format(agg='max', **parts)} AS high FROM b) "
+        f"SELECT e.i, e.n, p.rowid, p.step, p.value, "
+        f"{count_in.format('e.lo', 'p.rowid') if index else 0} "
+        "FROM e LEFT JOIN points p ON p.rowid IN (e.low, e.high) ORDER BY e.i"
+    )
+    params = {
+        "m": span.metric_id,
+        "first": span.first,
+        "size": size,
+        "buckets": max(1, min(buckets, size)),
+    }
+    rows = conn.execute(sql, params).fetchall()
+    points: dict[int, tuple[float, float]] = {}
+    start = span.start
+    bucket = -1
+    before = 0
+    for i, n, rowid, step, value, offset in rows:
+        if i != bucket:
+            start, bucket, before = start + before, i, n
+        if rowid is not None:
+            points[rowid] = (start + offset if index else step, value)
+    return [point for _, point in sorted(points.items(), key=_by_x_then_rowid)]
+
+
+def _by_x_then_rowid(item: tuple[int, tuple[float, float]]) -> tuple[float, int]:
+    return item[1][0], item[0]
+
+
+def _grouped_series(
+    conn: sqlite3.Connection,
+    metric_id: int,
+    count: int,
+    *,
+    x: str,
+    lo: float | None,
+    hi: float | None,
+    buckets: int | None,
+) -> Series:
+    """Return a series over time, or a range of steps, bucketed by SQL's GROUP BY.
+
+    It reads every point of the metric, sorting them in the grouping: the slower way, kept for
+    the x axes the rowid-bucket path (`_span_extremes`) cannot serve.
+    """
+    source = _SERIES_SOURCE[x]
+    params = (metric_id, -math.inf if lo is None else lo, math.inf if hi is None else hi)
+    drawable, x0, x1 = conn.execute(
+        f"SELECT count(*), min(x), max(x) FROM ({source})",  # noqa: S608
+        params,
+    ).fetchone()
+    x_range = None if x0 is None else (x0, x1)
+    if buckets is None or drawable <= 2 * buckets or x_range is None:
+        rows = conn.execute(f"{source} ORDER BY x, r", params).fetchall()
+        points = [(px, pv) for px, pv, _ in rows]
+        return Series(x, points, count, drawable, False, x_range)
+    # SQLite gives a bare column the value of the row holding the min() or max().
+    bucket = "min(CAST((x - ?) * ? / ? AS INTEGER), ?)"
+    span = (x1 - x0) or 1
+    rows = conn.execute(
+        f"SELECT {bucket} AS b, x, min(v), r FROM ({source}) GROUP BY b "  # noqa: S608
+        f"UNION ALL SELECT {bucket} AS b, x, max(v), r FROM ({source}) GROUP BY b",
+        (x0, buckets, span, buckets - 1, *params) * 2,
+    ).fetchall()
+    pairs = sorted({(b, px, r): pv for b, px, pv, r in rows}.items())
+    return Series(x, [(px, pv) for (_, px, _), pv in pairs], count, drawable, True, x_range)
 
 
 def _run_info(row: Sequence[Any]) -> RunInfo:
@@ -763,6 +952,30 @@ def _run_info(row: Sequence[Any]) -> RunInfo:
             },
         )
     return info
+
+
+def _log_record(record: str, when: float, level: int, logger: str, message: str) -> dict[str, Any]:
+    """Return a stored log record, or one rebuilt from its columns if its JSON is unreadable.
+
+    A damaged row must not take the rest of the log down with it; the rebuilt record says
+    why under ``record_error``.
+    """
+    try:
+        parsed = json.loads(record)
+    except (ValueError, TypeError) as err:
+        reason = f"the stored record is not valid JSON ({err})"
+    else:
+        if type(parsed) is dict:
+            return parsed
+        reason = f"the stored record is a JSON {type(parsed).__name__}, not an object"
+    return {
+        "time": when,
+        "level": logging.getLevelName(level),
+        "levelno": level,
+        "logger": logger,
+        "message": message,
+        "record_error": reason,
+    }
 
 
 def _log_row(event: ev.LogRecorded) -> tuple[str, float, int, str, str, int, str]:

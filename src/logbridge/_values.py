@@ -49,7 +49,7 @@ def check_name(name: object, what: str = "metric") -> str:
     if not isinstance(name, str):
         msg = f"{what} name must be a str, not {type(name).__name__}: {name!r:.80}"
         raise InvalidMetricTypeError(msg)
-    name = str(name)
+    name = str.__str__(name)  # a str subclass's own __str__ (a str Enum's) is not the name
     if not name:
         raise InvalidMetricError(f"{what} name must not be empty")
     if len(name) > MAX_NAME_LENGTH:
@@ -107,7 +107,7 @@ def scalar(value: object, name: str) -> Scalar:
 
 
 def _string(value: str, name: str) -> str:
-    value = str(value)
+    value = str.__str__(value)
     if len(value) > MAX_STRING_LENGTH:
         msg = (
             f"metric {name!r}: string of {len(value)} characters; the limit is {MAX_STRING_LENGTH}"
