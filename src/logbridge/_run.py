@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import threading
@@ -418,8 +419,6 @@ class Run:
 
     def _record_exception(self, details: dict[str, Any]) -> None:
         """Put an uncaught exception in the run's log."""
-        import logging  # noqa: PLC0415
-
         record = logging.LogRecord(
             "logbridge.uncaught",
             logging.CRITICAL,
@@ -779,8 +778,6 @@ def _iso(timestamp: float) -> str:
 def _level_number(level: int | str | None) -> int | None:
     if level is None or isinstance(level, int):
         return level
-    import logging  # noqa: PLC0415
-
     number = logging.getLevelName(level.upper())
     if not isinstance(number, int):
         raise ValueError(f"unknown log level {level!r}")  # noqa: TRY004 - a bad value, not type

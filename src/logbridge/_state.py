@@ -264,6 +264,18 @@ _previous_threading_excepthook = threading.excepthook
 _previous_sigterm: Any = signal.SIG_DFL
 
 
+def _prepare_exit_paths() -> None:
+    """Import now what the excepthook, the writer thread and the exit drain will use.
+
+    CPython exits an uncaught KeyboardInterrupt by SIGINT (the conventional exit code 130)
+    only if no code is compiled from a string between the exception and the end of
+    finalisation: a first import, or a namedtuple or dataclass being defined, resets its flag.
+    """
+    from logbridge import _logrecords  # noqa: PLC0415
+
+    _logrecords.formatter()
+
+
 def _install_hooks() -> None:
     global _hooks_installed, _previous_excepthook, _previous_threading_excepthook  # noqa: PLW0603
     global _previous_sigterm  # noqa: PLW0603
@@ -271,6 +283,7 @@ def _install_hooks() -> None:
         if _hooks_installed:
             return
         _hooks_installed = True
+        _prepare_exit_paths()
         atexit.register(_at_exit)
         _previous_excepthook = sys.excepthook
         sys.excepthook = _excepthook
