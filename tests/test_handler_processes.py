@@ -616,3 +616,32 @@ def test_sigterm_handler_is_installed_for_the_run(store: Path) -> None:
     run = only_run()
     assert run.get_status() == "Canceled"
     assert [record["message"] for record in run.get_logs()] == ["running"]
+
+
+FORKED_RANKS = """
+import logging, os
+import logbridge
+
+logging.basicConfig(level=logging.INFO, handlers=[logbridge.RunHandler(experiment="ranks")])
+log = logging.getLogger("ranks")
+log.info("parent")
+logging.getLogger().handlers[0].flush()
+children = []
+for rank in (1, 2):
+    pid = os.fork()
+    if pid == 0:
+        os.environ["RANK"] = str(rank)
+        log.info("child %d", rank)
+        logging.shutdown()
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_forked_workers_that_set_their_rank_record_it(store: Path) -> None:
+    """A fork child that sets RANK after the fork has its own rank on its records."""
+    run_script(store, FORKED_RANKS, env={"RANK": "0"})
+    ranks = {r["message"]: r.get("rank") for r in only_run().get_logs()}
+    assert ranks == {"parent": "0", "child 1": "1", "child 2": "2"}

@@ -337,6 +337,10 @@ def _after_fork_in_child() -> None:
     _owned.clear()
     _failure = None
     _report.reset()
+    records = sys.modules.get("logbridge._logrecords")
+    if records is not None:
+        # The log's static fields (RANK, LOCAL_RANK) are read again: a worker may set its own.
+        records.reset_after_fork()
 
 
 def reset() -> None:
