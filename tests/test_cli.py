@@ -74,6 +74,22 @@ def test_runs_json_and_csv_for_pipes(capsys: pytest.CaptureFixture[str]) -> None
     assert lines[1].startswith(f"exp,{run.id},r1,Completed,")
 
 
+def test_runs_puts_child_runs_under_their_parent(capsys: pytest.CaptureFixture[str]) -> None:
+    """A sweep's children follow it, oldest first, marked; runs after it stay on top."""
+    sweep = logbridge.start_run(experiment="e", name="sweep")
+    for name in ("a", "b"):
+        sweep.child_run(name).complete()
+    sweep.complete()
+    logbridge.start_run(experiment="e", name="later").complete()
+    assert main(["runs"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    start, end = header.index("NAME"), header.index("STATUS")
+    assert [line[start:end].strip() for line in lines] == ["later", "sweep", "└ a", "└ b"]
+    assert main(["runs", "--format", "json"]) == 0
+    listed = [d["name"] for d in json.loads(capsys.readouterr().out)]
+    assert listed == ["later", "sweep", "a", "b"]
+
+
 def test_runs_filters_and_empty_store(capsys: pytest.CaptureFixture[str]) -> None:
     """Filters that match nothing print a plain message, exit 0."""
     assert main(["runs"]) == 0

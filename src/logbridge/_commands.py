@@ -66,6 +66,8 @@ def runs(args: argparse.Namespace) -> int:
             m.name: m.last for m in reader.list_metrics(item.id) if m.kind == "scalar"
         }
         rows.append(details)
+    ordered = _tree_order(rows)
+    rows = [d for d, _ in ordered]
     if args.format == "json":
         print(_format.to_json(rows))
         return 0
@@ -78,12 +80,37 @@ def runs(args: argparse.Namespace) -> int:
         return 0
     colour = _colour()
     table_rows = []
-    for d in rows:
+    for d, depth in ordered:
         row = _run_row(d, full=False)
         row[3] = _format.status(d["status"], colour=colour)
+        if depth:
+            row[2] = "  " * (depth - 1) + "└ " + str(row[2])
         table_rows.append(row)
     print(_format.table(headers, table_rows))
     return 0
+
+
+def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Put each child run right under its parent (oldest child first), with its depth.
+
+    ``rows`` are newest first; a run whose parent is not among them stays at the top level.
+    """
+    by_id = {d["runId"]: d for d in rows}
+    children: dict[str, list[dict[str, Any]]] = {}
+    tops = []
+    for d in rows:
+        parent = d["parentRunId"]
+        if parent in by_id and parent != d["runId"]:
+            children.setdefault(parent, []).append(d)
+        else:
+            tops.append(d)
+    ordered: list[tuple[dict[str, Any], int]] = []
+    stack = [(d, 0) for d in reversed(tops)]
+    while stack:
+        d, depth = stack.pop()
+        ordered.append((d, depth))
+        stack.extend((c, depth + 1) for c in children.get(d["runId"], []))
+    return ordered
 
 
 def _run_row(details: dict[str, Any], *, full: bool) -> list[Any]:
