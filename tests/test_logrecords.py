@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,6 +67,29 @@ def test_the_caller_captures_a_tuple_of_immutable_fields() -> None:
         rec.__dict__[name] for name in _logrecords.CAPTURED
     )
     assert all(type(value) in _logrecords.IMMUTABLE | {tuple} for value in fields)
+
+
+def test_a_queued_record_is_an_exact_tuple_the_collector_stops_tracking() -> None:
+    """The handler queues an exact tuple (a named tuple would stay tracked until written)."""
+    queued: list[Any] = []
+
+    class Recorder:
+        put = queued.append
+
+    run: Any = object()
+    _handler._cache = (run, "run-id", Recorder())  # type: ignore[assignment]
+    try:
+        rec = record(metrics={"loss": 0.5}, step=3)
+        _handler.capture(run, rec)
+    finally:
+        _handler.forget_recorders()
+    (event,) = queued
+    assert type(event) is tuple
+    assert event[:6] == ("run-id", ("loss",), (0.5,), 3, None, ())
+    assert event[6:] == _logrecords.fields_of(rec.__dict__)
+    gc.collect()  # untracks the message's arguments, and then
+    gc.collect()  # the event holding them
+    assert not gc.is_tracked(event)
 
 
 def test_both_backends_store_the_same_record(logger: logging.Logger, backend: str) -> None:

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any, Final
 
-from logbridge import _events as ev
 from logbridge import _jsonsafe, _logrecords, _report, _settings, _state, _values
 from logbridge._errors import InvalidMetricTypeError
 from logbridge._logrecords import Frozen
@@ -236,8 +235,10 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
 
     The common record (a ``str`` message with arguments of immutable types, no traceback, no
     extras but the tagging ones, tagged metrics of plain values) costs one tuple of its fields
-    (`_logrecords.CAPTURED`) and one of its metrics; any other is made final by
-    `_logrecords.snapshot`. This runs on every logging call: it is written for speed.
+    (`_logrecords.CAPTURED`), two of its metrics' names and values, and the queued tuple
+    (`_events.Captured`): flat tuples only, which the garbage collector soon stops tracking.
+    Any other record is made final by `_logrecords.snapshot`. This runs on every logging call: it
+    is written for speed.
     """
     data = record.__dict__
     get = data.get
@@ -245,6 +246,8 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
     tags = get("tags")
     step = get("step")
     problems: tuple[str, ...] = ()
+    names: tuple[Any, ...] | None = None
+    values: tuple[Any, ...] | None = None
     # A LogRecord's own attributes plus the tagging keys it carries: a longer __dict__ holds
     # other extras, which snapshot copies.
     known = _BASE_SIZE
@@ -254,12 +257,12 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
             for value in metrics.values():
                 kind = type(value)
                 if kind is not float and kind is not int and kind is not str and kind is not bool:
-                    metrics, problems = _capture_metrics(run, metrics)
+                    names, values, problems = _capture_metrics(run, metrics)
                     break
             else:
-                metrics = metrics.copy()
+                names, values = tuple(metrics), tuple(metrics.values())
         else:
-            metrics, problems = _capture_metrics(run, metrics)
+            names, values, problems = _capture_metrics(run, metrics)
     if tags is not None:
         known += 1
         if type(tags) is dict:
@@ -287,7 +290,9 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
         run_id, recorder = cached[1], cached[2]
     else:
         run_id, recorder = _remember(run)
-    recorder.put(_new_tuple(_RecordCaptured, (run_id, fields, metrics, step, tags, problems)))
+    # An exact, flat tuple (`_events.Captured`), which the garbage collector soon stops
+    # tracking; concatenated, which costs less than unpacking ``*fields``.
+    recorder.put((run_id, names, values, step, tags, problems) + fields)  # noqa: RUF005
 
 
 _LogRecord: Final = logging.LogRecord
@@ -295,11 +300,7 @@ _BASE_SIZE: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 _fields_of: Final = _logrecords.fields_of
 _immutable: Final = _logrecords.immutable
 _PLAIN: Final = frozenset({str, int, float})
-_RecordCaptured: Final = ev.RecordCaptured
 _snapshot: Final = _logrecords.snapshot
-_new_tuple: Final = tuple.__new__
-"""Builds a named tuple from a tuple of its fields as its ``_make`` does, without the
-Python-level ``__new__`` the class has (a third of the cost, on the caller's thread)."""
 _cache: tuple[Run, str, Recorder] | None = None
 """The last run recorded into, its id and its recorder (forgotten in a forked child)."""
 
@@ -320,10 +321,13 @@ def forget_recorders() -> None:
 os.register_at_fork(after_in_child=forget_recorders)
 
 
-def _capture_metrics(run: Run, metrics: Any) -> tuple[dict[Any, Any] | None, tuple[str, ...]]:
+def _capture_metrics(
+    run: Run, metrics: Any
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None, tuple[str, ...]]:
+    """Return the metrics' names, their values copied now, and a problem if any."""
     if not isinstance(metrics, Mapping):
         what = type(metrics).__name__
-        return None, (f"metrics must be a mapping of name to value, not {what}; ignored",)
+        return None, None, (f"metrics must be a mapping of name to value, not {what}; ignored",)
     copied: dict[Any, Any] = {}
     for name, value in metrics.items():
         kind = type(value)
@@ -333,7 +337,7 @@ def _capture_metrics(run: Run, metrics: Any) -> tuple[dict[Any, Any] | None, tup
             frozen = _freeze(run, name, value)
             if frozen is not None:
                 copied[name] = frozen
-    return copied, ()
+    return tuple(copied), tuple(copied.values()), ()
 
 
 def _freeze(run: Run, name: Any, value: Any) -> Frozen | None:

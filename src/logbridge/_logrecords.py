@@ -12,7 +12,7 @@ import json
 import logging
 import operator
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Final, NamedTuple
 
 from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
@@ -346,31 +346,61 @@ def _unformatted(msg: Any, args: Any, err: Exception) -> tuple[str, str]:
     return f"{msg} [logbridge: {problem}; args: {shown}]", problem
 
 
-def expand(batch: Iterable[ev.Event]) -> list[ev.Event]:
+def expand(batch: Iterable[ev.Event | ev.Captured]) -> list[ev.Event]:
     """Return ``batch`` with each captured record replaced by the events it stands for."""
     out: list[ev.Event] = []
     convert = _convert
+    captured = ev.RecordCaptured
     for event in batch:
-        if type(event) is ev.RecordCaptured:
-            convert(event, out)
+        kind = type(event)
+        if kind is tuple:
+            convert(event, out)  # type: ignore[arg-type] # mypy does not narrow on type() is
+        elif kind is captured:
+            convert(flat(event), out)  # type: ignore[arg-type]
         else:
-            out.append(event)
+            out.append(event)  # type: ignore[arg-type]
     return out
 
 
+def expanded(batch: Iterable[ev.Event | ev.Captured]) -> Iterator[ev.Event]:
+    """Yield `expand`'s events one captured record at a time, as they are made."""
+    out: list[ev.Event] = []
+    convert = _convert
+    captured = ev.RecordCaptured
+    for event in batch:
+        kind = type(event)
+        if kind is tuple or kind is captured:
+            convert(event if kind is tuple else flat(event), out)  # type: ignore[arg-type]
+            yield from out
+            out.clear()
+        else:
+            yield event  # type: ignore[misc]
+
+
+_FIELDS_AT: Final = 6
+"""Where the record's fields start in a `ev.Captured` tuple."""
 _new_tuple: Final = tuple.__new__
 """Builds a named tuple from a tuple of its fields as its ``_make`` does, without the
 Python-level ``__new__`` the class has (a third of the cost)."""
 
 
-def _convert(captured: ev.RecordCaptured, out: list[ev.Event]) -> None:
-    run_id, fields, captured_metrics, raw_step, raw_tags, captured_problems = captured
-    problems = list(captured_problems)
-    if not isinstance(fields, tuple):
+def flat(captured: ev.RecordCaptured) -> ev.Captured:
+    """Return another producer's `RecordCaptured` as the handler's flat tuple."""
+    run_id, record, metrics, step, tags, problems = captured
+    if not isinstance(record, tuple):
         # A LogRecord of logbridge's own making (output capture, the Run API): not shared.
-        fields, problem = snapshot(fields)
+        record, problem = snapshot(record)
         if problem:
-            problems.append(problem)
+            problems = (*problems, problem)
+    names = None if metrics is None else tuple(name for name, _ in metrics)
+    values = None if metrics is None else tuple(value for _, value in metrics)
+    return (run_id, names, values, step, tags, problems, *record)
+
+
+def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
+    run_id, names, values, raw_step, raw_tags, captured_problems = captured[:_FIELDS_AT]
+    fields = captured[_FIELDS_AT:]
+    problems = list(captured_problems)
     msg, args = fields[_MSG], fields[_ARGS]
     try:
         message = msg % args if args else msg
@@ -381,13 +411,18 @@ def _convert(captured: ev.RecordCaptured, out: list[ev.Event]) -> None:
         message = _jsonsafe.text(message)
     when = fields[_CREATED]
     metrics = None
-    if captured_metrics is not None:
+    if names is not None:
         if type(raw_step) is int and _INT64_MIN <= raw_step <= _INT64_MAX:
             step: int | None = raw_step
         else:
             step = _step(raw_step, problems)
         metrics = _metrics(
-            run_id, captured_metrics, step=step, when=when, problems=problems, out=out
+            run_id,
+            zip(names, values, strict=True),
+            step=step,
+            when=when,
+            problems=problems,
+            out=out,
         )
     tags: dict[str, Any] | None = None
     if raw_tags is not None:
@@ -399,8 +434,9 @@ def _convert(captured: ev.RecordCaptured, out: list[ev.Event]) -> None:
         _report_problems(run_id, problems, out)
     line = _line(fields, message, metrics=metrics, tags=tags, step=raw_step, problems=problems)
     out.append(
-        ev.LogRecorded(
-            run_id, when, fields[_LEVELNO], fields[_NAME], message, fields[_PROCESS] or 0, line
+        _new_tuple(
+            ev.LogRecorded,
+            (run_id, when, fields[_LEVELNO], fields[_NAME], message, fields[_PROCESS] or 0, line),
         )
     )
 
@@ -435,7 +471,7 @@ def _line(
 
 def _metrics(
     run_id: str,
-    captured: dict[Any, Any],
+    captured: Iterable[tuple[Any, Any]],
     *,
     step: int | None,
     when: float,
@@ -444,7 +480,7 @@ def _metrics(
 ) -> dict[str, Any]:
     """Append the metric events of a record's tagged metrics; return them for its JSON line."""
     shown: dict[str, Any] = {}
-    for name, value in captured.items():
+    for name, value in captured:
         kind = type(value)
         if type(name) is str and name in _checked_names:
             if kind is float:

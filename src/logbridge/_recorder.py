@@ -10,9 +10,10 @@ exit) events are written synchronously, so records logged from late atexit handl
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 from logbridge import _events as ev
@@ -57,7 +58,7 @@ class Recorder:
     ) -> None:
         """Create a recorder for ``store``; its writer thread starts with the first event."""
         self.store = store
-        self._queue: collections.deque[ev.Event | _Flush] = collections.deque()
+        self._queue: collections.deque[ev.Event | ev.Captured | _Flush] = collections.deque()
         self._maxsize = queue_size
         self._wake_at = max(1, min(queue_size // 2, BATCH_SIZE // 2))
         self._drop_when_full = full_policy == "drop"
@@ -90,7 +91,7 @@ class Recorder:
 
     # -- the caller's side ---------------------------------------------------------------
 
-    def put(self, event: ev.Event) -> None:
+    def put(self, event: ev.Event | ev.Captured) -> None:
         """Queue ``event`` for writing; never raises, blocks only when the queue is full."""
         if self._state != _OPEN:
             self._write_late(event)
@@ -107,7 +108,7 @@ class Recorder:
         elif len(queue) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
 
-    def _make_room(self, event: ev.Event) -> bool:
+    def _make_room(self, event: ev.Event | ev.Captured) -> bool:
         if threading.get_ident() == self._thread_id:
             return True  # the writer itself never waits for itself
         if self._drop_when_full:
@@ -266,9 +267,9 @@ class Recorder:
         self._write_owner = None
         self._write_lock.release()
 
-    def _take_queued(self) -> tuple[list[ev.Event], list[_Flush]]:
+    def _take_queued(self) -> tuple[list[ev.Event | ev.Captured], list[_Flush]]:
         # popleft one at a time: other threads may append meanwhile (iterating would raise).
-        events: list[ev.Event] = []
+        events: list[ev.Event | ev.Captured] = []
         markers: list[_Flush] = []
         popleft = self._queue.popleft
         while True:
@@ -281,7 +282,7 @@ class Recorder:
             else:
                 events.append(item)  # type: ignore[arg-type]
 
-    def _write_late(self, event: ev.Event) -> None:
+    def _write_late(self, event: ev.Event | ev.Captured) -> None:
         if not self._lock_writes(0 if self._timed_out else _SYNC_WRITE_WAIT):
             self._count_drop(_run_id(event), "exit_timeout")
             return
@@ -363,7 +364,7 @@ class Recorder:
         queue = self._queue
         popleft = queue.popleft
         while queue and not self._abort:
-            batch: list[ev.Event] = []
+            batch: list[ev.Event | ev.Captured] = []
             marker: _Flush | None = None
             self._lock_writes(-1)
             try:
@@ -387,13 +388,15 @@ class Recorder:
             if marker is not None:
                 marker.done.set()
 
-    def _write(self, batch: Sequence[ev.Event]) -> None:
-        # Captured log records are formatted and rendered here, off the caller's thread.
-        batch = _logrecords.expand(batch)
-        if self._pending_drops:
-            batch = [*self._take_drops(), *batch]
-        if not batch:
+    def _write(self, queued: Sequence[ev.Event | ev.Captured]) -> None:
+        # Captured log records are formatted and rendered here, off the caller's thread. With
+        # no sink to hand them to, as the store consumes them (`_Stream`).
+        drops: list[ev.Event] = [*self._take_drops()] if self._pending_drops else []
+        if not queued and not drops:
             return
+        batch: list[ev.Event] | _Stream = (
+            [*drops, *_logrecords.expand(queued)] if self._sinks else _Stream(drops, queued)
+        )
         delay = 0.05
         deadline = time.monotonic() + (0.0 if self._failing or self._stopping else _RETRY_FOR)
         while True:
@@ -404,25 +407,33 @@ class Recorder:
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
-                self._failing = True
-                for event in batch:
-                    if type(event) is ev.Dropped:
-                        self._count_drop(event.run_id, event.reason, event.count)
-                    else:
-                        self._count_drop(_run_id(event), "store_error")
-                _report.once(
-                    "store_error",
-                    f"cannot write to the store {self.store.folder} ({err}); the training goes "
-                    "on, and events are dropped and counted until the store can be written again",
-                )
+                if isinstance(batch, _Stream):
+                    batch = [*drops, *_logrecords.expand(queued)]
+                self._failed(batch, err)
                 return
             else:
-                self.written += len(batch)
-                self._to_sinks(batch)
+                if isinstance(batch, _Stream):
+                    self.written += batch.count
+                else:
+                    self.written += len(batch)
+                    self._to_sinks(batch)
                 if self._failing:
                     self._failing = False
                     _report.always(f"writing to the store {self.store.folder} works again")
                 return
+
+    def _failed(self, batch: list[ev.Event], err: Exception) -> None:
+        self._failing = True
+        for event in batch:
+            if type(event) is ev.Dropped:
+                self._count_drop(event.run_id, event.reason, event.count)
+            else:
+                self._count_drop(_run_id(event), "store_error")
+        _report.once(
+            "store_error",
+            f"cannot write to the store {self.store.folder} ({err}); the training goes "
+            "on, and events are dropped and counted until the store can be written again",
+        )
 
     # -- sinks -------------------------------------------------------------------------------
 
@@ -491,5 +502,30 @@ class Recorder:
             return dict(self._pending_drops)
 
 
-def _run_id(event: ev.Event) -> str:
-    return event.run_id
+class _Stream:
+    """A batch's events, captured records expanded one by one as the store consumes them.
+
+    The events a captured record stands for then die at once instead of living, tracked by the
+    garbage collector, until the whole batch is written: with a batch expanded beforehand,
+    they are promoted and trigger full collections (benchmarks/bench_handler.py).
+    """
+
+    __slots__ = ("count", "drops", "queued")
+
+    def __init__(self, drops: list[ev.Event], queued: Sequence[ev.Event | ev.Captured]) -> None:
+        self.drops = drops
+        self.queued = queued
+        self.count = 0
+        """Events taken by the last complete pass."""
+
+    def __iter__(self) -> Iterator[ev.Event]:
+        count = 0
+        for count, event in enumerate(  # noqa: B007 - the count is kept after the loop
+            itertools.chain(self.drops, _logrecords.expanded(self.queued)), 1
+        ):
+            yield event
+        self.count = count
+
+
+def _run_id(event: ev.Event | ev.Captured) -> str:
+    return event[0] if type(event) is tuple else event.run_id  # type: ignore[union-attr]

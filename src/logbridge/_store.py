@@ -16,7 +16,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -114,8 +114,8 @@ class Store(Protocol):
 
     folder: Path
 
-    def write(self, events: Sequence[ev.Event]) -> None:
-        """Write a batch of events atomically; raise if nothing of it could be written."""
+    def write(self, events: Iterable[ev.Event]) -> None:
+        """Write a batch of events (iterated once) atomically; raise if none could be written."""
 
     def close(self) -> None:
         """Release the store's resources; idempotent."""
@@ -270,13 +270,13 @@ class SQLiteStore:
     # -- writing -------------------------------------------------------------------------
 
     @_sqlite.translated
-    def write(self, events: Sequence[ev.Event]) -> None:
+    def write(self, events: Iterable[ev.Event]) -> None:
         """Write a batch of events in one transaction."""
         conn = self._writer()
         known_ids = self._metric_ids
         new_ids: dict[tuple[str, str], tuple[int, str]] = {}
         points: list[tuple[int, int | None, float, int, Any]] = []
-        logs: list[tuple[str, float, int, str, str, int, str]] = []
+        logs: list[ev.LogRecorded] = []
         rejected: dict[tuple[str, str], int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -297,15 +297,15 @@ class SQLiteStore:
                     else:
                         points.append((known[0], step, when, *encode(value)))
                 elif type(event) is ev.LogRecorded:
-                    logs.append(_log_row(event))
+                    logs.append(event)  # a named tuple in the order of the columns
+                    if len(logs) == _LOGS_PER_INSERT:
+                        # Now, so that records expanded as they are written die young.
+                        _insert_logs(conn, logs)
+                        logs.clear()
                 else:
                     self._write_other(conn, event, rejected)
             _insert_points(conn, points)
-            conn.executemany(
-                "INSERT INTO logs (run_id, time, level, logger, message, process, record) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                logs,
-            )
+            _insert_logs(conn, logs)
             for (run_id, reason), count in rejected.items():
                 _add_drops(conn, run_id, reason, count)
             conn.execute("COMMIT")
@@ -978,18 +978,6 @@ def _log_record(record: str, when: float, level: int, logger: str, message: str)
     }
 
 
-def _log_row(event: ev.LogRecorded) -> tuple[str, float, int, str, str, int, str]:
-    return (
-        event.run_id,
-        event.time,
-        event.level,
-        event.logger,
-        event.message,
-        event.process,
-        event.record,
-    )
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=True, ensure_ascii=False, default=repr)
 
@@ -1021,6 +1009,27 @@ def _insert_points(
 
 
 _metric_of = operator.itemgetter(0)
+
+_LOGS_PER_INSERT: Final = 100
+_INSERT_LOG: Final = (
+    "INSERT INTO logs (run_id, time, level, logger, message, process, record) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_LOGS: Final = _INSERT_LOG + ", (?, ?, ?, ?, ?, ?, ?)" * (_LOGS_PER_INSERT - 1)
+
+
+def _insert_logs(conn: sqlite3.Connection, logs: list[ev.LogRecorded]) -> None:
+    """Insert log records in their order, a hundred rows to a statement (as `_insert_points`).
+
+    One step per row releases and retakes the GIL per row, a cost that grows when the logging
+    thread is busy: measured with benchmarks/bench_handler.py.
+    """
+    whole = len(logs) - len(logs) % _LOGS_PER_INSERT
+    flat = list(itertools.chain.from_iterable(itertools.islice(logs, whole)))
+    width = 7 * _LOGS_PER_INSERT
+    for start in range(0, len(flat), width):
+        conn.execute(_INSERT_LOGS, flat[start : start + width])
+    conn.executemany(_INSERT_LOG, logs[whole:])
 
 
 def _add_drops(conn: sqlite3.Connection, run_id: str, reason: str, count: int) -> None:
