@@ -5,14 +5,13 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-import logbridge
+from test_processes import check_oracles, only_run
 
 pytestmark = pytest.mark.processes
 
@@ -30,20 +29,10 @@ def run_example(store: Path, name: str, *args: str) -> subprocess.CompletedProce
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "--- Logging error ---" not in proc.stderr
+    check_oracles(store, proc.returncode, proc.stderr, 0)
     assert "Traceback" not in proc.stderr
     assert "logbridge:" not in proc.stderr
-    with sqlite3.connect(store / "store.db") as db:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     return proc
-
-
-def only_run() -> logbridge.Run:
-    """The one run the example recorded."""
-    runs = logbridge.list_runs()
-    assert len(runs) == 1, [run.name for run in runs]
-    return runs[0]
 
 
 def test_stdlib_one_handler(store: Path) -> None:

@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import re
 import signal
-import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,47 +18,9 @@ from typing import Any
 
 import pytest
 
-import logbridge
+from test_processes import only_run, run_script
 
 pytestmark = pytest.mark.processes
-
-_LOGBRIDGE_FRAME = re.compile(r'File ".*[/\\]logbridge[/\\][^"]*\.py"')
-
-
-def run_script(
-    store: Path,
-    source: str,
-    *args: str,
-    returncode: int = 0,
-    timeout: float = 60,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``source`` as a script beside ``store`` and check the oracles every run must meet."""
-    script = store.parent / "script.py"
-    script.write_text(textwrap.dedent(source))
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=store.parent,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == returncode, proc.stderr
-    assert "--- Logging error ---" not in proc.stderr, proc.stderr
-    assert not _LOGBRIDGE_FRAME.search(proc.stderr), proc.stderr
-    assert "logbridge:" not in proc.stderr, proc.stderr
-    with sqlite3.connect(store / "store.db") as db:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    return proc
-
-
-def only_run() -> logbridge.Run:
-    """The one run in the test's store."""
-    runs = logbridge.list_runs()
-    assert len(runs) == 1, [run.name for run in runs]
-    return runs[0]
 
 
 def messages(logs: Iterable[dict[str, Any]]) -> collections.Counter[str]:
