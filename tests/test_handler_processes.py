@@ -602,3 +602,97 @@ def test_forked_workers_that_set_their_rank_record_it(store: Path) -> None:
     run_script(store, FORKED_RANKS, env={"RANK": "0"})
     ranks = {r["message"]: r.get("rank") for r in only_run().get_logs()}
     assert ranks == {"parent": "0", "child 1": "1", "child 2": "2"}
+
+
+SIGTERM_INSIDE = """
+import linecache, logging, os, signal, sys
+import logbridge
+
+filename, function, text, mode = sys.argv[1:5]
+sent = []
+
+def at_line(frame, event, arg):
+    if event == "line" and not sent and text in linecache.getline(
+        frame.f_code.co_filename, frame.f_lineno
+    ):
+        sent.append(frame.f_lineno)
+        print(len(logged), flush=True)  # how many records were logged when the signal came
+        os.kill(os.getpid(), signal.SIGTERM)
+    return at_line
+
+def on_call(frame, event, arg):
+    code = frame.f_code
+    if not sent and code.co_name == function and code.co_filename.endswith(filename):
+        return at_line
+    return None
+
+run = logbridge.start_run(experiment="sigterm-inside")
+log = logging.getLogger("train")
+log.setLevel(logging.INFO)
+log.addHandler(logbridge.RunHandler())
+logged = []
+sys.settrace(on_call)
+for i in range(20_000):
+    log.info("record %d", i, extra={"metrics": {"x": i}, "step": i})
+    logged.append(i)
+    if mode == "flush" and i % 1000 == 999:
+        run.flush()
+run.complete()
+sys.settrace(None)
+print("the signal never came", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # waking the writer when the queue passes its mark (a threading.Event hung here)
+        ("_recorder.py", "set", "self._tokens.put(None)", "log", {"LOGBRIDGE_QUEUE_SIZE": "100"}),
+        # a flush waiting for its marker (with a threading.Event, the drain waited out the
+        # exit timeout)
+        ("_recorder.py", "wait", "self._tokens.get(timeout=timeout)", "flush", {}),
+        # the run's own lock, taken as it finishes
+        ("_run.py", "_finish", "self._finished = True", "log", {}),
+        # counting a record dropped from a full queue
+        (
+            "_recorder.py",
+            "_count_drop",
+            "self._drop_log.append(",
+            "log",
+            {"LOGBRIDGE_QUEUE_SIZE": "10", "LOGBRIDGE_QUEUE_FULL": "drop"},
+        ),
+    ],
+    ids=["wake", "flush-wait", "finish", "count-drop"],
+)
+def test_sigterm_inside_a_lock_the_exit_needs_does_not_hang(
+    store: Path, case: tuple[str, str, str, str, dict[str, str]]
+) -> None:
+    """SIGTERM arriving while the main thread holds one of the locks the exit drain takes.
+
+    The SIGTERM handler finishes the runs on top of the interrupted frame: a lock that frame
+    holds must not make the drain wait for ever (a pool's ``terminate()`` hung this way). The
+    signal is sent from inside the lock by a trace function; the process must still end by
+    SIGTERM, with its run Canceled and every record logged before the signal stored.
+    """
+    filename, function, text, mode, env = case
+    proc = run_script(
+        store,
+        SIGTERM_INSIDE,
+        filename,
+        function,
+        text,
+        mode,
+        returncode=-signal.SIGTERM,
+        timeout=30,
+        env=env,
+    )
+    logged = int(proc.stdout.strip())
+    run = only_run()
+    assert run.get_status() == "Canceled"
+    stored = [record["message"] for record in run.get_logs(logger="train")]
+    if "LOGBRIDGE_QUEUE_FULL" in env:  # some were dropped, and counted
+        drops = run.get_details().get("dropped", {})
+        assert len(stored) + sum(drops.values()) >= logged, (len(stored), drops)
+        return
+    assert stored[:logged] == [f"record {i}" for i in range(logged)]
+    assert len(stored) <= logged + 1  # the record being logged when the signal came

@@ -5,12 +5,18 @@ every flush interval (sooner when the queue fills up or someone flushes), writes
 in one transaction, and heartbeats the runs this process owns. A full queue blocks the caller by
 default (nothing accepted is lost) or drops and counts, as configured. After `close` (process
 exit) events are written synchronously, so records logged from late atexit handlers still land.
+
+The SIGTERM handler closes the recorder on top of whatever the main thread was doing, maybe in
+the middle of `put`: what the caller's side and the exit drain share is therefore either
+reentrant or free of Python-level locks (`_Signal`, the drop log), so that the drain never
+waits for a lock the interrupted frame holds.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,13 +42,54 @@ _FORK_WAIT: Final = 5.0
 """Seconds a fork waits for a write in progress to commit before it goes ahead anyway."""
 
 
+class _Signal:
+    """A one-way wake-up, safe to give from a signal handler that interrupted a giver.
+
+    `threading.Event` takes a plain lock in ``set``: a SIGTERM arriving inside it runs the exit
+    drain, whose own ``set`` then waits for ever on the lock the interrupted frame holds. A
+    `queue.SimpleQueue` is reentrant (its ``put`` takes no Python-level lock).
+    """
+
+    __slots__ = ("_tokens", "given")
+
+    def __init__(self) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self.given = False
+        """Whether the signal was given since the taker last cleared it."""
+
+    def set(self) -> None:
+        """Give the signal (once until cleared: further calls are free)."""
+        if not self.given:
+            self.given = True
+            self._tokens.put(None)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until the signal is given or ``timeout`` passes; return whether it was."""
+        if self.given:
+            return True
+        try:
+            self._tokens.get(timeout=timeout)
+        except queue.Empty:
+            return self.given
+        return True
+
+    def clear(self) -> None:
+        """Take the signal (only its one waiter does): the next `set` gives it again."""
+        while True:
+            try:
+                self._tokens.get_nowait()
+            except queue.Empty:
+                break
+        self.given = False
+
+
 class _Flush:
     """A marker in the queue: set once everything queued before it is written."""
 
     __slots__ = ("done",)
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = _Signal()
 
 
 class Recorder:
@@ -63,7 +110,7 @@ class Recorder:
         self._wake_at = max(1, min(queue_size // 2, BATCH_SIZE // 2))
         self._drop_when_full = full_policy == "drop"
         self._interval = flush_interval
-        self._wake = threading.Event()
+        self._wake = _Signal()
         # Reentrant locks where a SIGTERM handler (which runs `close` on top of whatever the
         # main thread was doing) may need a lock the interrupted code holds.
         self._room = threading.Condition(threading.RLock())
@@ -82,9 +129,10 @@ class Recorder:
         self._held_for_fork = False
         self._leftover: list[ev.Event] = []
         self._owned: set[str] = set()
-        self._pending_drops: dict[tuple[str, str], int] = {}
+        self._drop_log: collections.deque[tuple[str, str, int]] = collections.deque()
+        """(run id, reason, count) of events dropped since the last batch: a deque, whose
+        appends and poplefts need no lock (see the module's docstring)."""
         self._failing = False
-        self._drops_lock = threading.Lock()
         self._sinks: list[Sink] = []
         self.written = 0
         """Events written so far (for tests and benchmarks)."""
@@ -105,7 +153,7 @@ class Recorder:
             self._drain_late()
         elif self._thread is None:
             self._start()
-        elif len(queue) >= self._wake_at and not self._wake.is_set():
+        elif len(queue) >= self._wake_at and not self._wake.given:
             self._wake.set()
 
     def _make_room(self, event: ev.Event | ev.Captured) -> bool:
@@ -167,7 +215,7 @@ class Recorder:
         if self._state != _OPEN:
             self._drain_late()
             return True
-        if self._thread is None and not self._queue and not self._pending_drops:
+        if self._thread is None and not self._queue and not self._drop_log:
             return True
         marker = _Flush()
         self._queue.append(marker)
@@ -295,13 +343,13 @@ class Recorder:
             marker.done.set()
 
     def _drain_late(self) -> None:
-        if not self._queue and not self._pending_drops:
+        if not self._queue and not self._drop_log:
             return
         if not self._lock_writes(0 if self._timed_out else _SYNC_WRITE_WAIT):
             return  # left queued: the next late write takes it along
         try:
             events, markers = self._take_queued()
-            if events or self._pending_drops:
+            if events or self._drop_log:
                 self._write(events)
         finally:
             self._unlock_writes()
@@ -335,7 +383,7 @@ class Recorder:
             return
         try:
             leftover, self._leftover = self._leftover, []
-            if leftover or self._pending_drops:
+            if leftover or self._drop_log:
                 self._write(leftover)
         finally:
             self._unlock_writes()
@@ -381,7 +429,7 @@ class Recorder:
                     with self._room:
                         self._room.notify_all()
                 # A flush also writes the drops counted since the last batch.
-                if batch or (marker is not None and self._pending_drops):
+                if batch or (marker is not None and self._drop_log):
                     self._write(batch)
             finally:
                 self._unlock_writes()
@@ -391,7 +439,7 @@ class Recorder:
     def _write(self, queued: Sequence[ev.Event | ev.Captured]) -> None:
         # Captured log records are formatted and rendered here, off the caller's thread. With
         # no sink to hand them to, as the store consumes them (`_Stream`).
-        drops: list[ev.Event] = [*self._take_drops()] if self._pending_drops else []
+        drops: list[ev.Event] = [*self._take_drops()] if self._drop_log else []
         if not queued and not drops:
             return
         batch: list[ev.Event] | _Stream = (
@@ -487,19 +535,21 @@ class Recorder:
             self._unlock_writes()
 
     def _count_drop(self, run_id: str, reason: str, count: int = 1) -> None:
-        key = (run_id, reason)
-        with self._drops_lock:
-            self._pending_drops[key] = self._pending_drops.get(key, 0) + count
+        self._drop_log.append((run_id, reason, count))
 
     def _take_drops(self) -> list[ev.Dropped]:
-        with self._drops_lock:
-            drops, self._pending_drops = self._pending_drops, {}
-        return [ev.Dropped(run_id, reason, n) for (run_id, reason), n in drops.items()]
+        taken: list[tuple[str, str, int]] = []
+        popleft = self._drop_log.popleft
+        while True:
+            try:
+                taken.append(popleft())
+            except IndexError:
+                break
+        return [ev.Dropped(run_id, reason, n) for (run_id, reason), n in _tally(taken).items()]
 
     def dropped(self) -> dict[tuple[str, str], int]:
         """Return (run id, reason) -> count of drops not yet written to the store."""
-        with self._drops_lock:
-            return dict(self._pending_drops)
+        return _tally(list(self._drop_log))  # list() copies without running Python code
 
 
 class _Stream:
@@ -525,6 +575,13 @@ class _Stream:
         ):
             yield event
         self.count = count
+
+
+def _tally(drops: list[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for run_id, reason, count in drops:
+        counts[run_id, reason] = counts.get((run_id, reason), 0) + count
+    return counts
 
 
 def _run_id(event: ev.Event | ev.Captured) -> str:

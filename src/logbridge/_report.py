@@ -11,7 +11,7 @@ import sys
 import threading
 
 _reported: set[str] = set()
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: a SIGTERM handler may report on top of a report
 
 
 def once(kind: str, message: str) -> None:
@@ -45,7 +45,7 @@ def _after_fork_in_child() -> None:
     # Another thread of the parent may have held the lock at the fork; the child's copy would
     # stay locked for ever.
     global _lock  # noqa: PLW0603
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -61,7 +61,7 @@ class Run:
         self._finished = False
         self._owned_pid = 0
         self._start_cwd: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: the SIGTERM handler may finish the run
 
     # -- identity ----------------------------------------------------------------------------
 
