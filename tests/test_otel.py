@@ -36,13 +36,15 @@ def _free_port() -> int:
 class Collector:
     """A rotel collector on 127.0.0.1 printing what it receives."""
 
-    def __init__(self, folder: Path, verbosity: str = "detailed") -> None:
+    def __init__(
+        self, folder: Path, verbosity: str = "detailed", http_port: int | None = None
+    ) -> None:
         try:
             import rotel
         except ImportError:
             pytest.fail("the rotel collector is missing: pip install -e '.[dev]' installs it")
         binary = Path(rotel.__file__).parent / "rotel-agent"
-        self.http_port, self.grpc_port = _free_port(), _free_port()
+        self.http_port, self.grpc_port = http_port or _free_port(), _free_port()
         self.out = folder / "collector.out"
         self._file = self.out.open("wb")
         self.process = subprocess.Popen(
@@ -235,13 +237,21 @@ def test_collector_down_keeps_the_store_and_counts(
 
 
 class _Answers(http.server.BaseHTTPRequestHandler):
+    """Answers each batch with the next of ``codes`` (then 200); an empty request (the
+    export's probe of a collector) with 200, noted apart in ``probes``."""
+
     codes: ClassVar[list[int]] = []
     seen: ClassVar[list[int]] = []
+    probes: ClassVar[list[int]] = []
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        code = self.codes.pop(0) if self.codes else 200
-        self.seen.append(code)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if body:
+            code = self.codes.pop(0) if self.codes else 200
+            self.seen.append(code)
+        else:
+            code = 200
+            self.probes.append(code)
         self.send_response(code)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -256,6 +266,7 @@ def answering() -> Iterator[tuple[str, type[_Answers]]]:
     class Answers(_Answers):
         codes: ClassVar[list[int]] = []
         seen: ClassVar[list[int]] = []
+        probes: ClassVar[list[int]] = []
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -279,6 +290,7 @@ def test_503_then_200_is_delivered_once(answering: tuple[str, type[_Answers]]) -
     _state.reset()
     assert pipeline.lost.total() == 0
     assert answers.seen[:2] == [503, 200]
+    assert len(answers.probes) == 1  # before the first batch (the SDK retried the 503 itself)
     assert pipeline.sent["metric points"] == 1
 
 
@@ -318,6 +330,37 @@ def test_collector_killed_mid_run(collector: Collector, fast_exit: None) -> None
     assert pipeline.lost.total() >= 100
     metrics = logbridge.get_run(run.id).get_metrics()
     assert len(metrics["early"]) == len(metrics["late"]) == 100
+
+
+def test_a_collector_that_starts_late_gets_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody listening at first: once the collector is up, a probe of the circuit breaker
+    finds it and everything buffered meanwhile is delivered, nothing counted as lost."""
+    monkeypatch.setenv("LOGBRIDGE_OTEL_EXIT_TIMEOUT", "30")
+    port = _free_port()
+    otel.enable(endpoint=f"http://127.0.0.1:{port}")
+    run = logbridge.start_run(experiment="late")
+    for i in range(100):
+        run.log("loss", float(i), step=i)
+    assert run.flush(5)
+    assert not otel.flush(0.2)  # the probe was refused: the breaker is open
+    pipeline = _pipeline()
+    assert "connection refused" in pipeline.lost.reason
+    assert pipeline.sent["metric points"] == 0
+    late = Collector(tmp_path, verbosity="basic", http_port=port)
+    try:
+        assert otel.flush(20)
+        run.complete()
+        _state.reset()
+        assert pipeline.lost.total() == 0
+        assert pipeline.sent["metric points"] == 100
+        deadline = time.monotonic() + 10
+        while late.received("traces") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (late.received("logs"), late.received("traces")) == (100, 1)
+    finally:
+        late.stop()
 
 
 def test_replay_sends_the_original_ids(collector: Collector, fast_exit: None) -> None:

@@ -8,7 +8,9 @@ The exporters retry a collector's "try later" (429/502/503/504, gRPC RESOURCE_EX
 within their timeout; a collector that cannot be reached at all (connection refused or reset,
 a timeout, gRPC UNAVAILABLE) fails the export at once instead, and the pipeline acts as a
 circuit breaker: it keeps the batch and tries again after a growing pause (0.5 s doubling to
-30 s), and meanwhile neither waits for the collector nor lets a flush wait for it. A batch
+30 s), and meanwhile neither waits for the collector nor lets a flush wait for it. Each try,
+and the first contact, begins with a probe (an empty export request), so a collector that is
+down never has batches converted and encoded for it. A batch
 refused for good (400, 401, 500...) is counted. While the collector keeps up, a full buffer
 makes the writer wait for room (so a healthy collector receives everything); while it is
 failing, overflow is counted at once. Every item that is not delivered is counted per run,
@@ -148,6 +150,10 @@ class Pipeline:
         """What the exporter thread holds: events to convert, or a batch and its unsent signals."""
         self._retry_at = 0.0
         self._backoff = 0.0
+        self._answered = False
+        """The collector answered since the breaker last opened (else: probe before sending)."""
+        self._gave_up = False
+        """A try after shutdown began failed: no more tries."""
         self._progress = 0
         self._stopping = False
         self._closed = False
@@ -341,17 +347,18 @@ class Pipeline:
             self._send(taken)
 
     def _next(self) -> list[ev.Event] | None:
-        """Wait for work; return events to convert ([] to retry the pending batch), None to stop."""
+        """Wait for work; return events to convert ([] to retry or probe), None to stop."""
         while True:
-            if self._pending is not None:
-                wait = self._retry_at - time.monotonic()
-                if self._stopping or wait <= 0:
-                    self._inflight = 1
-                    return []
-                self._cond.wait(wait)
-                continue
-            if self._stopping and not self._healthy():
+            if self._stopping and self._gave_up:
                 return None  # the last try failed: shutdown counts what is left
+            if not self._healthy() and not self._stopping:
+                wait = self._retry_at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+            if self._pending is not None or (self._buffer and not self._answered):
+                self._inflight = 1
+                return []
             if self._buffer:
                 if not self._stopping and len(self._buffer) < BATCH_SIZE:
                     self._cond.wait(_SCHEDULE_DELAY)  # gather a fuller batch, or a flush
@@ -363,6 +370,16 @@ class Pipeline:
             self._cond.wait(_SCHEDULE_DELAY)
 
     def _send(self, taken: list[ev.Event]) -> None:
+        exporters = self._exporters
+        if not taken and not self._answered:
+            if exporters is not None and not self._probe(exporters):
+                self._done(self._pending, progress=False, failed=True)
+                return
+            with self._cond:
+                self._answered = True
+            if self._pending is None:
+                self._done(None, progress=False)
+                return
         self._flight = taken
         try:
             batch = self._pending if not taken else self._converter.convert(taken)
@@ -386,8 +403,24 @@ class Pipeline:
         transient = bool(retry.logs or retry.points or retry.spans)
         if transient and self._stopping:
             self._count_batch(retry, self.lost.reason, _SIGNALS)
-            transient = False
+            self._done(None, progress=True, failed=True)
+            return
         self._done(retry if transient else None, progress=not transient)
+
+    def _probe(self, exporters: Exporters) -> bool:
+        """Whether the collector answers an empty export request (or is not asked: False).
+
+        The circuit breaker's test while it is open, and before the first batch: a request
+        with nothing in it costs the same whatever is buffered, where sending a batch to a
+        collector that is down would convert and encode it for nothing, on every try, with
+        the training's thread waiting for the interpreter lock meanwhile. An answer other than
+        "try later" (even a refusal) counts as an answer: the batches themselves find out.
+        """
+        for exporter in (exporters.logs, exporters.spans):
+            if not getattr(exporter, "app", False):
+                ok, again, _ = self._export(exporters, exporter, [])
+                return ok or not again
+        return True  # every signal goes into the application's providers: nothing to ask
 
     def _send_signal(self, batch: Batch, what: str, retry: Batch, *, attempt: bool) -> None:
         exporters = self._exporters
@@ -419,16 +452,18 @@ class Pipeline:
         else:
             retry.spans, retry.span_runs = batch.spans, batch.span_runs
 
-    def _done(self, pending: Batch | None, *, progress: bool) -> None:
+    def _done(self, pending: Batch | None, *, progress: bool, failed: bool = False) -> None:
         with self._cond:
             self._pending = pending
             self._inflight = 0
             self._flight = None
-            if pending is None:
+            if pending is None and not failed:
                 self._backoff = 0.0
             else:
                 self._backoff = min(_BACKOFF_MAX, max(_BACKOFF_FIRST, self._backoff * 2))
                 self._retry_at = time.monotonic() + self._backoff
+                self._answered = False
+                self._gave_up = self._stopping
             if progress:
                 self._progress += 1
             self._cond.notify_all()
