@@ -59,6 +59,35 @@ def test_render_matches_python_json_loggers_own_format(backend: str, extras: dic
     assert formatter.backend == backend
 
 
+@pytest.mark.parametrize(
+    ("name", "message", "created"),
+    [
+        ("app.train", "epoch 3", 1795437808.8399181),
+        ("app.train", 'quotes " and \\ and \n and \u2028 and é', 1e-05),
+        (_logrecords._MESSAGE_MARK, "a logger named like the marker", 1e16),
+        ("app.train", "float time", 0.0),
+    ],
+)
+@pytest.mark.parametrize("tagged", [None, ({"loss": 0.25, "acc": 1, "big": 2**70}, 2**70)])
+def test_a_call_sites_text_gives_the_json_of_the_general_path(
+    backend: str, name: str, message: str, created: float, tagged: tuple[dict, int] | None
+) -> None:
+    """The common record, written from its call site's text, is what the dict path writes."""
+    rec = record()
+    rec.name = name
+    fields = (created, *_logrecords.snapshot(rec)[0][1:])
+    metrics, step = tagged or (None, None)
+    formatter = _logrecords.formatter()
+    line = formatter.render(fields, message, metrics, None, step)
+    general = formatter._render_dict(fields, message, metrics, None, step, plain=False)
+    assert json.loads(line) == json.loads(general)
+    assert list(json.loads(line)) == list(json.loads(general))
+    assert formatter.backend == backend
+    # The line came from the site's text, unless the site's fields hold a marker.
+    site_text = formatter._sites[fields[_logrecords._CALL_SITE]]
+    assert (site_text is None) == (name == _logrecords._MESSAGE_MARK)
+
+
 def test_the_caller_captures_a_tuple_of_immutable_fields() -> None:
     """A plain tagged record is queued as a tuple of its fields, not as the LogRecord."""
     rec = record(metrics={"loss": 0.5}, step=3)

@@ -93,6 +93,10 @@ _RENAMES: Final = {
     "stack_info": "stack",
 }
 _RANK_VARIABLES: Final = ("RANK", "LOCAL_RANK")
+_UNSEEN: Final[Any] = object()
+_TIME_MARK: Final = "logbridge:time:7f3a9c"
+_MESSAGE_MARK: Final = "logbridge:message:7f3a9c"
+_encode_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
 _MAX_CALL_SITES: Final = 4096
 
 
@@ -131,7 +135,11 @@ class RecordFormatter(BaseJsonFormatter):
         self._exception_key = self._get_rename("exc_info")
         self._stack_key = self._get_rename("stack_info")
         self._step_key = self._get_rename("step")
-        self._plain_sites: set[tuple[Any, ...]] = set()
+        self._sites: dict[tuple[Any, ...], tuple[str, str, str] | None] = {}
+        """Call site (`_CALL_SITE`) -> its line's text around the time and the message, or
+        None for a site whose fields are not JSON-safe as they are."""
+        self._metrics_at = f",{_encode_string(self._metrics_key)}:"
+        self._step_at = f",{_encode_string(self._step_key)}:"
         # The data is JSON-safe already: no cycle check, no custom encoder.
         self._json = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), check_circular=False
@@ -150,14 +158,52 @@ class RecordFormatter(BaseJsonFormatter):
         What python-json-logger's ``add_fields`` and ``process_log_record`` do for a
         `LogRecord`, from the captured fields, checking only what can be out of JSON's reach.
         """
+        created = fields[_CREATED]
+        text = self._sites.get(fields[_CALL_SITE], _UNSEEN)
+        if text is _UNSEEN:
+            text = self._learn_site(fields)
+        if text is None or type(created) is not float or created - created != 0.0:
+            return self._render_dict(fields, message, metrics, tags, step, plain=False)
+        if (
+            len(fields) == _EXTRAS
+            and tags is None
+            and not fields[_EXC_TEXT]
+            and not fields[_STACK_INFO]
+            and (step is None or type(step) is int)
+            and type(message) is str
+        ):
+            # The common record: the text python-json-logger wrote for its call site, with its
+            # time, message, metrics and step put in; `_learn_site` checked that this gives
+            # the JSON of `_render_dict`.
+            head, middle, tail = text
+            line = f"{head}{self.number(created)}{middle}{_encode_string(message)}{tail}"
+            if metrics is not None:
+                line = f"{line}{self._metrics_at}{self.jsonify_log_record(metrics)}"
+            if step is not None:
+                line = f"{line}{self._step_at}{step}"
+            return line + "}"
+        return self._render_dict(fields, message, metrics, tags, step, plain=True)
+
+    def number(self, value: float) -> str:
+        """Return a finite float as JSON (``float.__repr__``; a backend may do it faster)."""
+        return float.__repr__(value)
+
+    def _render_dict(
+        self,
+        fields: tuple[Any, ...],
+        message: str,
+        metrics: dict[str, Any] | None,
+        tags: dict[str, Any] | None,
+        step: Any,
+        *,
+        plain: bool,
+    ) -> str:
+        """`render` through a dict of the record's fields, for any record.
+
+        ``plain``: the call site's fields and the time are JSON-safe as they are.
+        """
         log_data = self._fields_dict(fields)
         log_data[self._message_key] = message
-        created = fields[_CREATED]
-        plain = (
-            type(created) is float
-            and created - created == 0.0  # neither NaN nor infinite
-            and (fields[_CALL_SITE] in self._plain_sites or self._plain_site(fields))
-        )
         if self._static:
             log_data.update(self._static)
         if metrics is not None:
@@ -187,18 +233,40 @@ class RecordFormatter(BaseJsonFormatter):
             if key not in skip and not (isinstance(key, str) and key.startswith("_")):
                 log_data[renames.get(key, key)] = _jsonsafe.safe(value)
 
-    def _plain_site(self, fields: tuple[Any, ...]) -> bool:
-        """Whether a call site's fields are JSON-safe as they are (remembered if they are)."""
+    def _learn_site(self, fields: tuple[Any, ...]) -> tuple[str, str, str] | None:
+        """Return (and remember) the text of a call site's lines around time and message.
+
+        None if the site's fields are not JSON-safe as they are. The text is what
+        python-json-logger writes for a record of that site, split where the time and the
+        message go (found as two markers that occur nowhere else in the line).
+        """
         site = fields[_CALL_SITE]
-        for value in site:
-            kind = type(value)
-            if not (
-                kind is int or value is None or (kind is str and _jsonsafe.text(value) is value)
+        text: tuple[str, str, str] | None = None
+        if all(
+            type(value) is int
+            or value is None
+            or (type(value) is str and _jsonsafe.text(value) is value)
+            for value in site
+        ):
+            probe = list(fields[:_EXTRAS])
+            probe[_CREATED] = _TIME_MARK
+            log_data = self._fields_dict(tuple(probe))
+            log_data[self._message_key] = _MESSAGE_MARK
+            log_data.update(self._static)
+            line = self.serialize_log_record(log_data)
+            time_at, message_at = _encode_string(_TIME_MARK), _encode_string(_MESSAGE_MARK)
+            if (
+                line.count(time_at) == 1
+                and line.count(message_at) == 1
+                and line.endswith("}")
+                and line.index(time_at) < line.index(message_at)
             ):
-                return False
-        if len(self._plain_sites) < _MAX_CALL_SITES:
-            self._plain_sites.add(site)
-        return True
+                head, rest = line.split(time_at)
+                middle, tail = rest.split(message_at)
+                text = (head, middle, tail[:-1])
+        if len(self._sites) < _MAX_CALL_SITES:
+            self._sites[site] = text
+        return text
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         """Make every value JSON-safe (cycles, depth, size, NaN, bytes, bad Unicode)."""
