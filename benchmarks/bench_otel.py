@@ -123,7 +123,7 @@ def check_counted(said: str, run_id: str, records: int) -> None:
 
 def spread(values: Sequence[float]) -> str:
     """The median of ``values``, their middle half and their range."""
-    low, _, high = statistics.quantiles(values, n=4)
+    low, _, high = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
     return (
         f"{statistics.median(values):.3f}x  {low:.2f}-{high:.2f}  "
         f"{min(values):.2f}-{max(values):.2f}"

@@ -61,3 +61,11 @@ def test_import_benchmark_prints_its_figures() -> None:
     assert "import logbridge costs" in out
     assert "from logbridge import start_run" in out
     assert "heavy modules loaded at import:" in out
+
+
+def test_otel_benchmark_checks_the_store_and_the_losses_it_reports() -> None:
+    """bench_otel checks every round's store and loss report, and prints the loop's ratio."""
+    out = run_benchmark("bench_otel.py", "--records", "500", "--repeat", "2")
+    assert "every round: store complete; every unsent item counted" in out
+    assert "logging loop with a dead collector:" in out
+    assert "(target <= 1.05x)" in out
