@@ -114,8 +114,8 @@ def test_a_queued_record_is_an_exact_tuple_the_collector_stops_tracking() -> Non
         _handler.forget_recorders()
     (event,) = queued
     assert type(event) is tuple
-    assert event[:6] == ("run-id", ("loss",), (0.5,), 3, None, ())
-    assert event[6:] == _logrecords.fields_of(rec.__dict__)
+    assert event[:5] == ("run-id", ("loss", 0.5), 3, None, ())
+    assert event[5:] == _logrecords.fields_of(rec.__dict__)
     gc.collect()  # untracks the message's arguments, and then
     gc.collect()  # the event holding them
     assert not gc.is_tracked(event)

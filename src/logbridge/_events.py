@@ -118,13 +118,13 @@ class RecordCaptured(NamedTuple):
 Captured = tuple[Any, ...]
 """A record as `RunHandler` queues it on its hot path: an exact, flat tuple.
 
-``(run_id, names, values, step, tags, problems, *fields)``: the tagged metrics' names and
-values (tuples, or None), then the record's fields (``_logrecords.CAPTURED``, and a dict of
+``(run_id, metrics, step, tags, problems, *fields)``: the tagged metrics' names then their
+values in one tuple (or None), then the record's fields (``_logrecords.CAPTURED``, and a dict of
 extras if any). The garbage collector stops tracking an exact tuple of atoms and untracked
 tuples within a collection or two (one per level of nesting), but never a named tuple nor a
-tuple holding a dict: a queued `RecordCaptured` is traversed by every collection, promoted, and
-makes full collections more frequent and longer until the writer gets to it (measured with
-benchmarks/bench_handler.py and ``gc.callbacks``).
+tuple holding a dict (even an untracked one): a queued `RecordCaptured` is traversed by every
+collection, promoted, and makes full collections more frequent and longer until the writer
+gets to it (measured with benchmarks/bench_handler.py and ``gc.callbacks``).
 """
 
 

@@ -231,14 +231,14 @@ def _internal(record: logging.LogRecord) -> bool:
 
 
 def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912 - inlined hot path
-    """Queue ``record`` for ``run``, copying now whatever could change after the call.
+    """Queue ``record`` for ``run``, copying now whatever could still change after the call.
 
     The common record (a ``str`` message with arguments of immutable types, no traceback, no
     extras but the tagging ones, tagged metrics of plain values) costs one tuple of its fields
-    (`_logrecords.CAPTURED`), two of its metrics' names and values, and the queued tuple
+    (`_logrecords.CAPTURED`), one of its metrics' names and values, and the queued tuple
     (`_events.Captured`): flat tuples only, which the garbage collector soon stops tracking.
-    Any other record is made final by `_logrecords.snapshot`. This runs on every logging call: it
-    is written for speed.
+    Any other record is made final by `_logrecords.snapshot`. This runs on every logging call:
+    it is written for speed.
     """
     data = record.__dict__
     get = data.get
@@ -246,8 +246,6 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
     tags = get("tags")
     step = get("step")
     problems: tuple[str, ...] = ()
-    names: tuple[Any, ...] | None = None
-    values: tuple[Any, ...] | None = None
     # A LogRecord's own attributes plus the tagging keys it carries: a longer __dict__ holds
     # other extras, which snapshot copies.
     known = _BASE_SIZE
@@ -255,18 +253,17 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
         known += 1
         if type(metrics) is dict:
             for value in metrics.values():
-                kind = type(value)
-                if kind is not float and kind is not int and kind is not str and kind is not bool:
-                    names, values, problems = _capture_metrics(run, metrics)
+                if type(value) not in _PLAIN_METRICS:
+                    metrics, problems = _capture_metrics(run, metrics)
                     break
             else:
-                names, values = tuple(metrics), tuple(metrics.values())
+                metrics = (*metrics, *metrics.values())
         else:
-            names, values, problems = _capture_metrics(run, metrics)
+            metrics, problems = _capture_metrics(run, metrics)
     if tags is not None:
         known += 1
         if type(tags) is dict:
-            tags = dict(tags)
+            tags = tags.copy()
     if step is not None:
         known += 1
     fields: tuple[Any, ...] | None = None
@@ -290,9 +287,9 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
         run_id, recorder = cached[1], cached[2]
     else:
         run_id, recorder = _remember(run)
-    # An exact, flat tuple (`_events.Captured`), which the garbage collector soon stops
-    # tracking; concatenated, which costs less than unpacking ``*fields``.
-    recorder.put((run_id, names, values, step, tags, problems) + fields)  # noqa: RUF005
+    # An exact, flat tuple (`_events.Captured`); concatenated, which costs less than
+    # unpacking ``*fields``.
+    recorder.put((run_id, metrics, step, tags, problems) + fields)  # noqa: RUF005
 
 
 _LogRecord: Final = logging.LogRecord
@@ -300,6 +297,8 @@ _BASE_SIZE: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 _fields_of: Final = _logrecords.fields_of
 _immutable: Final = _logrecords.immutable
 _PLAIN: Final = frozenset({str, int, float})
+_PLAIN_METRICS: Final = frozenset({float, int, str, bool})
+"""Metric value types taken as they are (anything else is frozen by `_capture_metrics`)."""
 _snapshot: Final = _logrecords.snapshot
 _cache: tuple[Run, str, Recorder] | None = None
 """The last run recorded into, its id and its recorder (forgotten in a forked child)."""
@@ -321,23 +320,20 @@ def forget_recorders() -> None:
 os.register_at_fork(after_in_child=forget_recorders)
 
 
-def _capture_metrics(
-    run: Run, metrics: Any
-) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None, tuple[str, ...]]:
-    """Return the metrics' names, their values copied now, and a problem if any."""
+def _capture_metrics(run: Run, metrics: Any) -> tuple[tuple[Any, ...] | None, tuple[str, ...]]:
+    """Return the metrics' names then values (copied now) in one tuple, and a problem if any."""
     if not isinstance(metrics, Mapping):
         what = type(metrics).__name__
-        return None, None, (f"metrics must be a mapping of name to value, not {what}; ignored",)
+        return None, (f"metrics must be a mapping of name to value, not {what}; ignored",)
     copied: dict[Any, Any] = {}
     for name, value in metrics.items():
-        kind = type(value)
-        if kind is float or kind is int or kind is str or kind is bool:
+        if type(value) in _PLAIN_METRICS:
             copied[name] = value
         else:
             frozen = _freeze(run, name, value)
             if frozen is not None:
                 copied[name] = frozen
-    return tuple(copied), tuple(copied.values()), ()
+    return (*copied, *copied.values()), ()
 
 
 def _freeze(run: Run, name: Any, value: Any) -> Frozen | None:

@@ -430,22 +430,33 @@ def expand(batch: Iterable[ev.Event | ev.Captured]) -> list[ev.Event]:
     return out
 
 
-def expanded(batch: Iterable[ev.Event | ev.Captured]) -> Iterator[ev.Event]:
-    """Yield `expand`'s events one captured record at a time, as they are made."""
+def expanded(batch: Iterable[ev.Event | ev.Captured]) -> Iterator[list[ev.Event]]:
+    """Yield `expand`'s events in small lists, made as they are taken.
+
+    The events of a few hundred records at a time: few enough to die young once written,
+    and a generator resumed once per list rather than once per event.
+    """
     out: list[ev.Event] = []
     convert = _convert
     captured = ev.RecordCaptured
     for event in batch:
         kind = type(event)
-        if kind is tuple or kind is captured:
-            convert(event if kind is tuple else flat(event), out)  # type: ignore[arg-type]
-            yield from out
-            out.clear()
+        if kind is tuple:
+            convert(event, out)  # type: ignore[arg-type]
+        elif kind is captured:
+            convert(flat(event), out)  # type: ignore[arg-type]
         else:
-            yield event  # type: ignore[misc]
+            out.append(event)  # type: ignore[arg-type]
+        if len(out) >= _CHUNK:
+            yield out
+            out = []
+    if out:
+        yield out
 
 
-_FIELDS_AT: Final = 6
+_CHUNK: Final = 600
+"""Events per list `expanded` yields."""
+_FIELDS_AT: Final = 5
 """Where the record's fields start in a `ev.Captured` tuple."""
 _new_tuple: Final = tuple.__new__
 """Builds a named tuple from a tuple of its fields as its ``_make`` does, without the
@@ -460,13 +471,14 @@ def flat(captured: ev.RecordCaptured) -> ev.Captured:
         record, problem = snapshot(record)
         if problem:
             problems = (*problems, problem)
-    names = None if metrics is None else tuple(name for name, _ in metrics)
-    values = None if metrics is None else tuple(value for _, value in metrics)
-    return (run_id, names, values, step, tags, problems, *record)
+    flat_metrics = None
+    if metrics is not None:
+        flat_metrics = (*(name for name, _ in metrics), *(value for _, value in metrics))
+    return (run_id, flat_metrics, step, tags, problems, *record)
 
 
 def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
-    run_id, names, values, raw_step, raw_tags, captured_problems = captured[:_FIELDS_AT]
+    run_id, raw_metrics, raw_step, raw_tags, captured_problems = captured[:_FIELDS_AT]
     fields = captured[_FIELDS_AT:]
     problems = list(captured_problems)
     msg, args = fields[_MSG], fields[_ARGS]
@@ -479,19 +491,14 @@ def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
         message = _jsonsafe.text(message)
     when = fields[_CREATED]
     metrics = None
-    if names is not None:
+    if raw_metrics is not None:
         if type(raw_step) is int and _INT64_MIN <= raw_step <= _INT64_MAX:
             step: int | None = raw_step
         else:
             step = _step(raw_step, problems)
-        metrics = _metrics(
-            run_id,
-            zip(names, values, strict=True),
-            step=step,
-            when=when,
-            problems=problems,
-            out=out,
-        )
+        half = len(raw_metrics) >> 1  # names, then values
+        pairs = zip(raw_metrics[:half], raw_metrics[half:])  # noqa: B905 - equal by making
+        metrics = _metrics(run_id, pairs, step, when, problems, out)
     tags: dict[str, Any] | None = None
     if raw_tags is not None:
         tags_set = _tags(run_id, raw_tags, problems)
@@ -500,7 +507,7 @@ def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
             tags = dict(tags_set.tags)
     if problems:
         _report_problems(run_id, problems, out)
-    line = _line(fields, message, metrics=metrics, tags=tags, step=raw_step, problems=problems)
+    line = _line(fields, message, metrics, tags, raw_step, problems)
     out.append(
         _new_tuple(
             ev.LogRecorded,
@@ -509,10 +516,9 @@ def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
     )
 
 
-def _line(
+def _line(  # noqa: PLR0917 - positional: called for every record
     fields: tuple[Any, ...],
     message: str,
-    *,
     metrics: dict[str, Any] | None,
     tags: dict[str, Any] | None,
     step: Any,
@@ -537,10 +543,9 @@ def _line(
     return line
 
 
-def _metrics(
+def _metrics(  # noqa: PLR0917 - positional: called for every tagged record
     run_id: str,
     captured: Iterable[tuple[Any, Any]],
-    *,
     step: int | None,
     when: float,
     problems: list[str],

@@ -559,9 +559,9 @@ class Recorder:
 
 
 class _Stream:
-    """A batch's events, captured records expanded one by one as the store consumes them.
+    """A batch's events, captured records expanded a few at a time as the store consumes them.
 
-    The events a captured record stands for then die at once instead of living, tracked by the
+    The events a captured record stands for then die young instead of living, tracked by the
     garbage collector, until the whole batch is written: with a batch expanded beforehand,
     they are promoted and trigger full collections (benchmarks/bench_handler.py).
     """
@@ -575,11 +575,14 @@ class _Stream:
         """Events taken by the last complete pass."""
 
     def __iter__(self) -> Iterator[ev.Event]:
-        count = 0
-        for count, event in enumerate(  # noqa: B007 - the count is kept after the loop
-            itertools.chain(self.drops, _logrecords.expanded(self.queued)), 1
-        ):
-            yield event
+        return itertools.chain.from_iterable(self._lists())
+
+    def _lists(self) -> Iterator[list[ev.Event]]:
+        count = len(self.drops)
+        yield self.drops
+        for events in _logrecords.expanded(self.queued):
+            count += len(events)
+            yield events
         self.count = count
 
 

@@ -11,7 +11,6 @@ import itertools
 import json
 import logging
 import math
-import operator
 import os
 import shutil
 import sqlite3
@@ -275,7 +274,7 @@ class SQLiteStore:
         conn = self._writer()
         known_ids = self._metric_ids
         new_ids: dict[tuple[str, str], tuple[int, str]] = {}
-        points: list[tuple[int, int | None, float, int, Any]] = []
+        points: dict[int, list[Any]] = {}  # metric id -> its rows' values, flat, in order
         logs: list[ev.LogRecorded] = []
         rejected: dict[tuple[str, str], int] = {}
         conn.execute("BEGIN IMMEDIATE")
@@ -292,10 +291,15 @@ class SQLiteStore:
                     if known[1] != kind:
                         key = (run_id, "metric_kind_conflict")
                         rejected[key] = rejected.get(key, 0) + 1
-                    elif type(value) is float and value == value:  # noqa: PLR0124 - not NaN
-                        points.append((known[0], step, when, T_FLOAT, value))
+                        continue
+                    metric_id = known[0]
+                    rows = points.get(metric_id)
+                    if rows is None:
+                        rows = points[metric_id] = []
+                    if type(value) is float and value == value:  # noqa: PLR0124 - not NaN
+                        rows += (metric_id, step, when, T_FLOAT, value)
                     else:
-                        points.append((known[0], step, when, *encode(value)))
+                        rows += (metric_id, step, when, *encode(value))
                 elif type(event) is ev.LogRecorded:
                     logs.append(event)  # a named tuple in the order of the columns
                     if len(logs) == _LOGS_PER_INSERT:
@@ -989,26 +993,23 @@ _INSERT_POINT: Final = (
 _INSERT_POINTS: Final = _INSERT_POINT + ", (?, ?, ?, ?, ?)" * (_POINTS_PER_INSERT - 1)
 
 
-def _insert_points(
-    conn: sqlite3.Connection, points: list[tuple[int, int | None, float, int, Any]]
-) -> None:
-    """Insert points, grouped by metric, a hundred rows to a statement.
+def _insert_points(conn: sqlite3.Connection, points: dict[int, list[Any]]) -> None:
+    """Insert points, metric by metric, a hundred rows to a statement.
 
     ``executemany`` steps (and releases the GIL) once per row; one statement of many rows
-    costs less than half as much per row. Grouping a batch by metric (a stable sort: each
-    metric keeps its logged order) puts neighbouring entries of ``points_by_metric``
-    together. Both measured with benchmarks/bench_run_log.py.
+    costs less than half as much per row. Writing a batch metric by metric (each in its logged
+    order) puts neighbouring entries of ``points_by_metric`` together. Both measured with
+    benchmarks/bench_run_log.py. ``points``: metric id -> its rows' values, flat.
     """
-    points.sort(key=_metric_of)
-    whole = len(points) - len(points) % _POINTS_PER_INSERT
-    flat = list(itertools.chain.from_iterable(itertools.islice(points, whole)))
+    flat: list[Any] = []
+    for rows in points.values():
+        flat += rows
     width = 5 * _POINTS_PER_INSERT
-    for start in range(0, len(flat), width):
+    whole = len(flat) - len(flat) % width
+    for start in range(0, whole, width):
         conn.execute(_INSERT_POINTS, flat[start : start + width])
-    conn.executemany(_INSERT_POINT, points[whole:])
+    conn.executemany(_INSERT_POINT, [flat[i : i + 5] for i in range(whole, len(flat), 5)])
 
-
-_metric_of = operator.itemgetter(0)
 
 _LOGS_PER_INSERT: Final = 100
 _INSERT_LOG: Final = (
