@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +15,14 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 pytestmark = pytest.mark.processes
 
 
-def run_benchmark(script: str, *args: str) -> str:
+def run_benchmark(script: str, *args: str, timeout: float = 120) -> str:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("LOGBRIDGE_HOME", None)
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env=env,
         check=False,
     )
@@ -69,3 +70,13 @@ def test_otel_benchmark_checks_the_store_and_the_losses_it_reports() -> None:
     assert "every round: store complete; every unsent item counted" in out
     assert "logging loop with a dead collector:" in out
     assert "(target <= 1.05x)" in out
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_instruction_count_benchmark_prints_its_ratios() -> None:
+    """bench_handler_instructions counts the three modes under callgrind and prints ratios."""
+    out = run_benchmark("bench_handler_instructions.py", "--records", "300", timeout=600)
+    assert "300 tagged calls, instructions per call" in out
+    assert "baseline (do-nothing handler):" in out
+    assert "RunHandler, caller's side:" in out
+    assert "RunHandler, whole pipeline:" in out
