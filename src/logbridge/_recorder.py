@@ -15,6 +15,7 @@ waits for a lock the interrupted frame holds.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import queue
 import threading
@@ -140,6 +141,12 @@ class Recorder:
         appends and poplefts need no lock (see the module's docstring)."""
         self._failing = False
         self._sinks: list[Sink] = []
+        # The checkpoint thread copies the write-ahead log into the database after each batch
+        # (`SQLiteStore.checkpoint`), beside the writer; the lock keeps fork out of it.
+        self._checkpoints = _Signal()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_held = False
+        self._checkpoint_thread: threading.Thread | None = None
         self.written = 0
         """Events written so far (for tests and benchmarks)."""
 
@@ -203,6 +210,12 @@ class Recorder:
                 self._drain_late()
                 return
             self._thread = thread
+            checkpoints = threading.Thread(
+                target=self._checkpoint_loop, name="logbridge-checkpoint", daemon=True
+            )
+            with contextlib.suppress(RuntimeError):  # finalising: the writer checkpoints
+                checkpoints.start()
+                self._checkpoint_thread = checkpoints
 
     def flush(self, timeout: float | None = None, *, sinks: bool = False) -> bool:
         """Wait until everything queued before this call is written; return False on timeout.
@@ -277,6 +290,7 @@ class Recorder:
             self._drain_late()
         else:
             self._give_up(timeout)
+        self._stop_checkpoints(deadline)
         if self._sinks:
             self._shutdown_sinks(deadline)
             self._drain_late()  # writes the sinks' counts of what they could not deliver
@@ -294,14 +308,20 @@ class Recorder:
         none (the parent reopens at its next write). Call `after_fork` on both sides.
         """
         self._held_for_fork = self._lock_writes(_FORK_WAIT)
-        if self._held_for_fork:
-            try:
+        self._checkpoint_held = self._checkpoint_lock.acquire(timeout=_FORK_WAIT)
+        try:
+            if self._held_for_fork:
                 self.store.close()
-            except Exception as err:
-                _report.once("fork", f"could not close the store before fork: {err}")
+            if self._checkpoint_held:
+                self.store.close_checkpointer()
+        except Exception as err:
+            _report.once("fork", f"could not close the store before fork: {err}")
 
     def after_fork(self) -> None:
         """Undo `before_fork` (in the parent, and in the child that abandons this recorder)."""
+        if self._checkpoint_held:
+            self._checkpoint_held = False
+            self._checkpoint_lock.release()
         if self._held_for_fork:
             self._held_for_fork = False
             self._unlock_writes()
@@ -414,6 +434,37 @@ class Recorder:
                 next_beat = now + _liveness.HEARTBEAT_INTERVAL
                 self._heartbeat()
 
+    def _stop_checkpoints(self, deadline: float | None) -> None:
+        # Its connection closed too: the store's last connection, when it closes, folds the
+        # write-ahead log into the database and removes it.
+        thread = self._checkpoint_thread
+        if thread is None or thread is threading.current_thread():
+            return
+        self._checkpoints.set()
+        left = _EXIT_GRACE if deadline is None else max(0.0, deadline - time.monotonic())
+        thread.join(min(left, _EXIT_GRACE))
+
+    def _checkpoint_loop(self) -> None:
+        # Until the recorder closes: a checkpoint after each batch the writer commits. Stopped
+        # by close (not waited for: a checkpoint cut short by the exit is safe, the log keeps
+        # what it did not copy). Its connection is closed by this thread, or before fork.
+        while True:
+            self._checkpoints.wait(None)
+            self._checkpoints.clear()
+            if self._stopping:
+                break
+            with self._checkpoint_lock:
+                try:
+                    self.store.checkpoint()
+                except Exception as err:
+                    _report.once(
+                        "checkpoint",
+                        f"could not checkpoint the store {self.store.folder} ({err}); the "
+                        "writer checkpoints it instead",
+                    )
+        with self._checkpoint_lock:
+            self.store.close_checkpointer()
+
     def _drain(self) -> None:
         queue = self._queue
         popleft = queue.popleft
@@ -471,6 +522,7 @@ class Recorder:
                 else:
                     self.written += len(batch)
                     self._to_sinks(batch)
+                self._checkpoints.set()
                 if self._failing:
                     self._failing = False
                     _report.always(f"writing to the store {self.store.folder} works again")

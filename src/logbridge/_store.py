@@ -233,8 +233,9 @@ class SQLiteStore:
         """
         self.folder = folder
         self._pid = os.getpid()
-        self._conn: sqlite3.Connection | None = _sqlite.connect(folder) if create else None
+        self._conn: sqlite3.Connection | None = _open_writer(folder) if create else None
         self._metric_ids: dict[tuple[str, str], tuple[int, str]] = {}
+        self._checkpointer: sqlite3.Connection | None = None
 
     def __repr__(self) -> str:
         """Name the store by its folder."""
@@ -244,16 +245,37 @@ class SQLiteStore:
         if self._pid != os.getpid():
             if self._conn is not None:
                 _abandoned.append(self._conn)
-            self._conn = None
+            if self._checkpointer is not None:
+                _abandoned.append(self._checkpointer)
+            self._conn = self._checkpointer = None
             self._metric_ids = {}
             self._pid = os.getpid()
         if self._conn is None:
-            self._conn = _sqlite.connect(self.folder)
+            self._conn = _open_writer(self.folder)
         return self._conn
 
     def close(self) -> None:
         """Close the writing connection (a later write reopens it)."""
         conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database, on a connection of its own.
+
+        PASSIVE: it never waits for readers or writers, so another thread calls it while the
+        writer goes on writing. The copy and its fsync release the GIL: done here instead of by
+        the writer's commits, they run on another core beside the training and the writer.
+        """
+        if self._pid != os.getpid():
+            return  # a forked child's copy: its next write (`_writer`) takes the store over
+        if self._checkpointer is None:
+            self._checkpointer = _sqlite.connect(self.folder, create=False)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def close_checkpointer(self) -> None:
+        """Close the checkpoint's connection (the next `checkpoint` reopens it)."""
+        conn, self._checkpointer = self._checkpointer, None
         if conn is not None and self._pid == os.getpid():
             conn.close()
 
@@ -980,6 +1002,17 @@ def _log_record(record: str, when: float, level: int, logger: str, message: str)
         "message": message,
         "record_error": reason,
     }
+
+
+_WRITER_AUTOCHECKPOINT: Final = 16_384
+"""WAL pages (64 MiB) past which the writer's own commits checkpoint: a safety net, should the
+recorder's checkpoint thread (`SQLiteStore.checkpoint`) fall behind or not run."""
+
+
+def _open_writer(folder: Path) -> sqlite3.Connection:
+    conn = _sqlite.connect(folder)
+    conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_AUTOCHECKPOINT}")
+    return conn
 
 
 def _json(value: Any) -> str:
