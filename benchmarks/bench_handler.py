@@ -123,8 +123,8 @@ def run_handler(records: int, level: int = logging.NOTSET) -> Figures:
     return figures
 
 
-def check_stored(store: Path, run_id: str, records: int) -> None:
-    """Every record is in the run's log, and its two metrics in the store."""
+def check_stored(store: Path, run_id: str, records: int, metrics: int = 2) -> None:
+    """Every record is in the run's log, and its ``metrics`` points in the store."""
     with contextlib.closing(sqlite3.connect(store / "store.db")) as conn:
         logs = conn.execute("SELECT count(*) FROM logs WHERE run_id = ?", (run_id,)).fetchone()[0]
         points = conn.execute(
@@ -132,7 +132,7 @@ def check_stored(store: Path, run_id: str, records: int) -> None:
             "WHERE metrics.run_id = ?",
             (run_id,),
         ).fetchone()[0]
-    if logs != records or points != 2 * records:
+    if logs != records or points != metrics * records:
         raise SystemExit(f"lost records: {records} logged, {logs} in the log, {points} points")
 
 

@@ -31,12 +31,12 @@ import io
 import logging
 import os
 import socket
-import sqlite3
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
+
+from bench_handler import check_stored
 
 import logbridge
 from logbridge import _state
@@ -91,23 +91,10 @@ def one_round(records: int, protocol: str | None) -> Figures:
             run.complete()
             _state.reset()
             close = time.perf_counter() - closing
-        check_stored(store, run.id, records)
+        check_stored(store, run.id, records, metrics=1)
         if protocol is not None:
             check_counted(said.getvalue(), run.id, records)
     return Figures(loop=loop, caller=cpu, flushed=flushed, process=process, close=close)
-
-
-def check_stored(store: Path, run_id: str, records: int) -> None:
-    """Every record is in the run's log, and its metric point in the store."""
-    with contextlib.closing(sqlite3.connect(store / "store.db")) as conn:
-        logs = conn.execute("SELECT count(*) FROM logs WHERE run_id = ?", (run_id,)).fetchone()[0]
-        points = conn.execute(
-            "SELECT count(*) FROM points JOIN metrics ON metrics.id = points.metric_id "
-            "WHERE metrics.run_id = ?",
-            (run_id,),
-        ).fetchone()[0]
-    if logs != records or points != records:
-        raise SystemExit(f"lost records: {records} logged, {logs} in the log, {points} points")
 
 
 def check_counted(said: str, run_id: str, records: int) -> None:
