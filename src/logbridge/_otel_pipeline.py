@@ -158,6 +158,9 @@ class Pipeline:
         self._stopping = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._exporting = threading.Lock()
+        """Held around each request: fork waits for the one in flight (`hold_for_fork`)."""
+        self._held_for_fork = False
         self.lost = Lost()
         self.sent: collections.Counter[str] = collections.Counter()
 
@@ -277,6 +280,20 @@ class Pipeline:
                 )
         self._report()
 
+    def hold_for_fork(self, timeout: float) -> None:
+        """Let a request in flight finish, and start none until `release_after_fork`.
+
+        gRPC skips its fork handlers while another thread is inside a call ("Other threads
+        are currently calling into gRPC"), and a child forked then can crash when it exports.
+        """
+        self._held_for_fork = self._exporting.acquire(timeout=timeout)
+
+    def release_after_fork(self) -> None:
+        """Undo `hold_for_fork` (in the parent, and in the child)."""
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._exporting.release()
+
     def abandon(self) -> None:
         """Forget everything without sending or reporting (a forked child's inheritance)."""
         self._closed = True
@@ -327,7 +344,8 @@ class Pipeline:
 
     def _loop(self) -> None:
         try:
-            self._exporters = self._make_exporters()
+            with self._exporting:  # opening a gRPC channel is a call into gRPC too
+                self._exporters = self._make_exporters()
         except Exception as err:
             self.lost.reason = f"the exporters could not be created: {err}"
             _report.once("otel_setup", f"OpenTelemetry export is off: {err}")
@@ -473,7 +491,8 @@ class Pipeline:
         exporters.status.clear()
         app = getattr(exporter, "app", False)
         try:
-            result = exporter.export(data)
+            with self._exporting:
+                result = exporter.export(data)
         except Exception as err:
             reason = f"{type(err).__name__}: {err}"
             if app:

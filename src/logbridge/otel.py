@@ -62,6 +62,23 @@ class _Config:
 _config: _Config | None = None
 _lock = threading.Lock()
 _sinks: weakref.WeakSet[OtelSink] = weakref.WeakSet()
+_FORK_WAIT: Final = 5.0
+"""Seconds a fork waits for an export request in flight (then it goes ahead anyway)."""
+
+
+def _hold_exports() -> None:
+    for sink in list(_sinks):
+        sink.pipeline.hold_for_fork(_FORK_WAIT)
+
+
+def _release_exports() -> None:
+    for sink in list(_sinks):
+        sink.pipeline.release_after_fork()
+
+
+os.register_at_fork(
+    before=_hold_exports, after_in_parent=_release_exports, after_in_child=_release_exports
+)
 
 
 def enable(
