@@ -399,14 +399,7 @@ def test_a_process_with_a_dead_collector_exits_in_time(tmp_path: Path) -> None:
     }
     env.pop("LOGBRIDGE_RUN_ID", None)
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python(script, env)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 8
     assert done.stderr.count("could not be sent") == 1
@@ -445,3 +438,15 @@ def test_severity_and_attribute_mapping() -> None:
     assert attribute_value([1, "a"]) == '[1, "a"]'
     assert attribute_value(2**70) == str(2**70)
     assert attribute_value(None) == "null"
+
+
+def run_python(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter with ``env``; its output captured, 60 s at most."""
+    return subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from test_otel import run_python
 
 pytestmark = [pytest.mark.otel, pytest.mark.processes]
 
@@ -83,14 +83,7 @@ def test_the_applications_providers_are_used(tmp_path: Path) -> None:
     env = {**os.environ, "LOGBRIDGE_HOME": str(tmp_path / "store")}
     env.pop("LOGBRIDGE_RUN_ID", None)
     env.pop("LOGBRIDGE_OTEL", None)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python(script, env)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["flushed"] is True

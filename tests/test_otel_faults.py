@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -23,7 +21,7 @@ import pytest
 import logbridge
 from logbridge import _state, otel
 from logbridge._otel_pipeline import Pipeline
-from test_otel import Collector, _free_port
+from test_otel import Collector, _free_port, run_python
 
 pytestmark = pytest.mark.otel
 
@@ -130,7 +128,7 @@ def test_a_process_exits_in_time_with_a_slow_collector(
     )
     env = _env(tmp_path, LOGBRIDGE_OTEL_EXIT_TIMEOUT="2", OTEL_EXPORTER_OTLP_ENDPOINT=url)
     started = time.monotonic()
-    done = _python(script, env)
+    done = run_python(script, env)
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert elapsed < 7, elapsed  # interpreter start, 1 s of sleep, the 2 s export deadline
@@ -138,17 +136,6 @@ def test_a_process_exits_in_time_with_a_slow_collector(
     assert "within the exit deadline" in done.stderr
     (run,) = logbridge.list_runs(store=tmp_path / "store")
     assert len(run.get_logs()) == 2000
-
-
-def _python(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -193,7 +180,7 @@ def test_fork_while_exporting(tmp_path: Path, protocol: str) -> None:
             OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint(protocol),
             OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         )
-        done = _python(script, env)
+        done = run_python(script, env)
         assert done.returncode == 0, done.stderr
         assert "child exit 0" in done.stdout
         unsent = re.search(r"(\d+) log records of run \w+ could not be sent", done.stderr)
@@ -254,7 +241,7 @@ def test_exporter_logging_at_debug_does_not_recurse(
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
             OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         )
-        done = _python(script, env)
+        done = run_python(script, env)
         assert done.returncode == 0, done.stderr
         assert "Logging error" not in done.stderr
         assert "Traceback" not in done.stderr

@@ -38,6 +38,20 @@ def write_script(store: Path, source: str, name: str = "script.py") -> Path:
     return script
 
 
+def start_script(
+    store: Path, source: str, *args: str, env: dict[str, str] | None = None, stdin: bool = False
+) -> subprocess.Popen[str]:
+    """Start ``source`` as a script beside ``store``, its output piped (and its stdin)."""
+    return subprocess.Popen(
+        [sys.executable, str(write_script(store, source)), *args],
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def check_oracles(store: Path, returncode: int, stderr: str, expected_code: int) -> None:
     """The checks every script must pass, whatever it did."""
     assert returncode == expected_code, stderr
@@ -413,14 +427,7 @@ def test_sigterm_cancels_the_run_and_drains_it(store: Path, mode: str, code: int
     With a SIGTERM handler of the user's installed before the run, that handler is still
     called (and its ``SystemExit(143)`` is the exit code).
     """
-    script = write_script(store, WAIT_FOR_SIGTERM)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), mode],
-        env={**os.environ, "LOGBRIDGE_FLUSH_INTERVAL": "60"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_script(store, WAIT_FOR_SIGTERM, mode, env={"LOGBRIDGE_FLUSH_INTERVAL": "60"})
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGTERM)
@@ -440,14 +447,7 @@ def test_ctrl_c_cancels_the_run_and_drains_it(store: Path) -> None:
     code is compiled from a string after the exception: logbridge imports what its exit path
     needs when the first run starts, so the conventional exit code survives.
     """
-    script = write_script(store, WAIT_FOR_SIGTERM)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), "default"],
-        env={**os.environ, "LOGBRIDGE_FLUSH_INTERVAL": "60"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_script(store, WAIT_FOR_SIGTERM, "default", env={"LOGBRIDGE_FLUSH_INTERVAL": "60"})
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGINT)
@@ -477,14 +477,8 @@ print("flushed", flush=True)
 
 def test_sigterm_during_flush_drains_and_exits(store: Path) -> None:
     """SIGTERM while ``flush()`` waits on a locked store: all 20,000 points land, exit -15."""
-    script = write_script(store, SIGTERM_DURING_FLUSH)
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        env={**os.environ, "LOGBRIDGE_FLUSH_INTERVAL": "60"},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_script(
+        store, SIGTERM_DURING_FLUSH, env={"LOGBRIDGE_FLUSH_INTERVAL": "60"}, stdin=True
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -725,20 +719,12 @@ def test_exit_past_its_deadline_counts_what_is_left(store: Path) -> None:
     run (stored + dropped = 100,000, one ``logbridge:`` line on stderr says so), and the run
     is still recorded as Completed once the lock goes (within the exit grace of 1 s).
     """
-    script = write_script(store, FULL_QUEUE_AT_EXIT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        env={
-            **os.environ,
-            "LOGBRIDGE_FLUSH_INTERVAL": "60",
-            "LOGBRIDGE_EXIT_TIMEOUT": "0.1",
-            "LOGBRIDGE_QUEUE_SIZE": "1000000",
-        },
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    limits = {
+        "LOGBRIDGE_FLUSH_INTERVAL": "60",
+        "LOGBRIDGE_EXIT_TIMEOUT": "0.1",
+        "LOGBRIDGE_QUEUE_SIZE": "1000000",
+    }
+    proc = start_script(store, FULL_QUEUE_AT_EXIT, env=limits, stdin=True)
     assert proc.stdin is not None
     assert proc.stdout is not None
     assert proc.stdout.readline() == "started\n"
