@@ -8,6 +8,7 @@ import logging.config
 import math
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,6 +295,30 @@ def test_without_a_run_the_handler_starts_one_lazily(logger: logging.Logger) -> 
     assert (run.experiment, run.name, run.get_tags()) == ("lazy", "first", {"k": "v"})
     assert [r["message"] for r in run.get_logs()] == ["one", "two"]
 
+
+@pytest.mark.parametrize("options", [{}, {"experiment": "raced"}])
+def test_threads_racing_their_first_records_start_one_run(
+    logger: logging.Logger, options: dict[str, str]
+) -> None:
+    """Threads whose first records reach a handler without a run at once share one new run.
+
+    The handler takes no lock around emit, so the slow path that starts the run holds its own.
+    """
+    logger.addHandler(logbridge.RunHandler(**options))
+    start = threading.Barrier(8)
+
+    def first_records(index: int) -> None:
+        start.wait()
+        for i in range(3):
+            logger.info("thread %d record %d", index, i)
+
+    threads = [threading.Thread(target=first_records, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (run,) = logbridge.list_runs()
+    assert len(run.get_logs()) == 24
 
 def test_an_explicit_run_or_run_id(logger: logging.Logger) -> None:
     """run= binds the handler to a given run, by object or by id."""

@@ -13,6 +13,7 @@ import pytest
 
 import logbridge
 from logbridge import _handler, _logrecords
+from logbridge._events import RecordCaptured
 
 BACKENDS = ["json", "orjson"]
 
@@ -49,10 +50,14 @@ def record(**extras: object) -> logging.LogRecord:
 def test_render_matches_python_json_loggers_own_format(backend: str, extras: dict) -> None:
     """The fast path writes the fields python-json-logger's format() writes, in its order."""
     rec = record(**extras)
-    fields, problem = _logrecords.snapshot(rec)
-    assert problem is None
+    snapshot = _logrecords.snapshot(rec)
+    assert snapshot.problem is None
+    assert snapshot.args == (3,)
+    captured = _captured(rec)
     formatter = _logrecords.formatter()
-    fast = formatter.render(fields, "epoch 3", step=extras.get("step"))
+    fast = formatter.render(
+        captured, "epoch 3", step=extras.get("step"), extras=captured[_logrecords._EXTRAS]
+    )
     own = formatter.format(rec)
     assert json.loads(fast) == json.loads(own)
     assert list(json.loads(fast)) == list(json.loads(own))
@@ -75,11 +80,12 @@ def test_a_call_sites_text_gives_the_json_of_the_general_path(
     """The common record, written from its call site's text, is what the dict path writes."""
     rec = record()
     rec.name = name
-    fields = (created, *_logrecords.snapshot(rec)[0][1:])
+    captured = _captured(rec)
+    fields = (captured[0], created, *captured[2:])
     metrics, step = tagged or (None, None)
     formatter = _logrecords.formatter()
     line = formatter.render(fields, message, metrics, None, step)
-    general = formatter._render_dict(fields, message, metrics, None, step, plain=False)
+    general = formatter._render_dict(fields, message, metrics, None, step, None, plain=False)
     assert json.loads(line) == json.loads(general)
     assert list(json.loads(line)) == list(json.loads(general))
     assert formatter.backend == backend
@@ -98,27 +104,35 @@ def test_the_caller_captures_a_tuple_of_immutable_fields() -> None:
     assert all(type(value) in _logrecords.IMMUTABLE | {tuple} for value in fields)
 
 
-def test_a_queued_record_is_an_exact_tuple_the_collector_stops_tracking() -> None:
-    """The handler queues an exact tuple (a named tuple would stay tracked until written)."""
+def test_a_queued_record_is_a_flat_tuple_the_collector_stops_tracking() -> None:
+    """The handler queues one flat tuple: fields, metrics and message arguments side by side.
+
+    A tuple holding a tuple (the arguments', the metrics') would stay tracked a pass longer,
+    and a named tuple until written.
+    """
     queued: list[Any] = []
 
     class Recorder:
-        put = queued.append
+        accepting = True
 
     run: Any = object()
-    _handler._cache = (run, "run-id", Recorder())  # type: ignore[assignment]
+    _handler._lane = (run, "run-id", Recorder(), queued, 10)  # type: ignore[assignment]
     try:
-        rec = record(metrics={"loss": 0.5}, step=3)
+        rec = record(metrics={"loss": 0.5, "acc": 1}, step=3)
         _handler.capture(run, rec)
     finally:
         _handler.forget_recorders()
     (event,) = queued
     assert type(event) is tuple
-    assert event[:5] == ("run-id", ("loss", 0.5), 3, None, ())
-    assert event[5:] == _logrecords.fields_of(rec.__dict__)
-    gc.collect()  # untracks the message's arguments, and then
-    gc.collect()  # the event holding them
+    fields = _logrecords.fields_of(rec.__dict__)
+    assert event == ("run-id", *fields, 3, None, (), None, 2, "loss", "acc", 0.5, 1, 3)
+    gc.collect()
     assert not gc.is_tracked(event)
+
+
+def _captured(rec: logging.LogRecord) -> tuple[Any, ...]:
+    """``rec`` as the writer gets it from the handler (`_logrecords.CAPTURED`)."""
+    return _logrecords.flat(RecordCaptured("run-id", rec, None, None, None, ()))
 
 
 def test_both_backends_store_the_same_record(logger: logging.Logger, backend: str) -> None:

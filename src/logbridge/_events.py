@@ -102,13 +102,12 @@ class RecordCaptured(NamedTuple):
     """A stdlib log record as the handler captured it, turned into events on the writer thread.
 
     A named tuple rather than a dataclass: it is built on the caller's hot path, where a
-    frozen dataclass costs several times more. ``record`` is the tuple of the record's fields
-    the handler captured (``_logrecords.CAPTURED``), or a `LogRecord` nobody else holds;
+    frozen dataclass costs several times more. ``record`` is a `LogRecord` nobody else holds;
     ``metrics`` is a copy, made at the call, of the tagged metrics as (name, value) pairs.
     """
 
     run_id: str
-    record: tuple[Any, ...] | logging.LogRecord
+    record: logging.LogRecord
     metrics: tuple[tuple[Any, Any], ...] | None
     step: Any
     tags: dict[str, Any] | None
@@ -116,15 +115,14 @@ class RecordCaptured(NamedTuple):
 
 
 Captured = tuple[Any, ...]
-"""A record as `RunHandler` queues it on its hot path: an exact, flat tuple.
+"""A record as `RunHandler` queues it on its hot path: one exact, flat tuple.
 
-``(run_id, metrics, step, tags, problems, *fields)``: the tagged metrics' names then their
-values in one tuple (or None), then the record's fields (``_logrecords.CAPTURED``, and a dict of
-extras if any). The garbage collector stops tracking an exact tuple of atoms and untracked
-tuples within a collection or two (one per level of nesting), but never a named tuple nor a
-tuple holding a dict (even an untracked one): a queued `RecordCaptured` is traversed by every
-collection, promoted, and makes full collections more frequent and longer until the writer
-gets to it (measured with benchmarks/bench_handler.py and ``gc.callbacks``).
+``(run_id, *fields, step, tags, problems, extras, count, *names, *values, *args)``: the layout
+is `_logrecords.CAPTURED`'s. The garbage collector stops tracking an exact tuple of atoms at its
+first pass, but not a tuple holding a tracked tuple (not until a pass later), nor a named tuple,
+nor a tuple holding a dict (even an untracked one): a queued `RecordCaptured` is traversed by
+every collection, promoted, and makes full collections more frequent and longer until the
+writer gets to it (measured with benchmarks/bench_handler.py and ``gc.callbacks``).
 """
 
 

@@ -8,13 +8,14 @@ recorder's writer thread (`_logrecords`).
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any, Final
 
@@ -27,16 +28,33 @@ from logbridge._run import Run, start_run
 _RETRY_RUN_AFTER: Final = 30.0
 
 
-class _ThreadState(threading.local):
-    last: object = None
-    """The last record (or structlog event) recorded in this thread: one record, one entry."""
-    busy: bool = False
-    """True while this thread is inside logbridge, so logging done there is not recorded."""
-    structlog_call: Any = None
-    """The frame of a structlog call to a stdlib logger whose event `RunProcessor` recorded."""
+class ThreadState:
+    """What logbridge remembers per thread (`state`)."""
+
+    __slots__ = ("busy", "last", "structlog_call")
+
+    def __init__(self) -> None:
+        self.last: object = None
+        """The last record (or structlog event) recorded in this thread: one record, one entry."""
+        self.busy = threading.current_thread().name.startswith("logbridge-")
+        """True while this thread is inside logbridge, so logging done there is not recorded
+        (always, in logbridge's own threads: no feedback, no waiting on itself)."""
+        self.structlog_call: Any = None
+        """The frame of a structlog call to a stdlib logger whose event `RunProcessor` recorded."""
 
 
-tls = _ThreadState()
+class _PerThread(threading.local):
+    # One attribute: reading a thread-local attribute costs several times a plain one's.
+    def __init__(self) -> None:
+        self.state = ThreadState()
+
+
+_per_thread = _PerThread()
+
+
+def thread_state() -> ThreadState:
+    """This thread's `ThreadState`."""
+    return _per_thread.state
 
 
 class RunHandler(logging.Handler):
@@ -94,18 +112,27 @@ class RunHandler(logging.Handler):
         level = logging.getLevelName(self.level)
         return f"<RunHandler ({level}) run={self._run.id if self._run else None}>"
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter ``record`` and `emit` it, without the handler's lock, which emit does not need."""
+        if self.filters:
+            passed = self.filter(record)
+            if not passed:
+                return False
+            if isinstance(passed, logging.LogRecord):  # a filter's replacement (Python 3.12+)
+                record = passed
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         """Queue ``record`` for the run; never raises, never does I/O in the common case."""
         try:
-            state = tls
+            state = _per_thread.state
             last = state.last
             if last is record or state.busy or (last is not None and record.msg is last):
                 return
             if state.structlog_call is not None and _rendered_by_structlog(state):
                 return
-            if (
-                record.name not in _outside_names or record.threadName not in _outside_threads
-            ) and _internal(record):
+            if record.name not in _outside_names and _internal(record):
                 return
             state.last = record
             run = self._run
@@ -124,21 +151,32 @@ class RunHandler(logging.Handler):
             self.handleError(record)
 
     def _resolve(self) -> Run | None:
-        """Find or start the run to record into (the slow path of the first record)."""
+        """Find or start the run to record into (the slow path of the first record).
+
+        One thread at a time: threads whose first records race here all get the one run the
+        first of them starts.
+        """
         if self._failed_at and time.monotonic() - self._failed_at < _RETRY_RUN_AFTER:
             return None
-        tls.busy = True
+        state = _per_thread.state
+        was_busy, state.busy = state.busy, True
         try:
-            if isinstance(self._run_option, str):
-                from logbridge._run import get_run  # noqa: PLC0415
+            with _resolving:
+                if self._run is not None:
+                    return self._run
+                if isinstance(self._run_option, str):
+                    from logbridge._run import get_run  # noqa: PLC0415
 
-                self._run = get_run(self._run_option, store=self._store)
-                return self._run
-            if _settings.run_id() is None and (
-                self._experiment or self._run_name or self._tags or self._store
-            ):
-                return start_run(self._experiment, self._run_name, self._tags, self._store)
-            return Run.get_context()
+                    self._run = get_run(self._run_option, store=self._store)
+                    return self._run
+                current = _state.current_run()
+                if current is not None:
+                    return current
+                if _settings.run_id() is None and (
+                    self._experiment or self._run_name or self._tags or self._store
+                ):
+                    return start_run(self._experiment, self._run_name, self._tags, self._store)
+                return Run.get_context()
         except Exception as err:
             self._failed_at = time.monotonic()
             _report.once(
@@ -148,7 +186,7 @@ class RunHandler(logging.Handler):
             )
             return None
         finally:
-            tls.busy = False
+            state.busy = was_busy
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
         """Report a failure to record once per kind on stderr; never print a traceback."""
@@ -175,6 +213,8 @@ class RunHandler(logging.Handler):
             super().close()
 
 
+_resolving = threading.RLock()
+"""Held while a handler finds or starts its run (`RunHandler._resolve`)."""
 _unbound: weakref.WeakSet[RunHandler] = weakref.WeakSet()
 """Handlers recording into the process's run, which they start at their first record."""
 
@@ -196,12 +236,10 @@ os.register_at_fork(before=_start_run_before_fork)
 
 _outside_names: set[str] = set()
 """Logger names known not to be logbridge's (so `emit` checks them with one set lookup)."""
-_outside_threads: set[str] = set()
-"""Thread names known not to be logbridge's."""
 _MAX_KNOWN_NAMES: Final = 10_000
 
 
-def _rendered_by_structlog(state: _ThreadState) -> bool:
+def _rendered_by_structlog(state: ThreadState) -> bool:
     """Whether this record is the one a structlog call, recorded already, renders to stdlib."""
     call = state.structlog_call
     frame: FrameType | None = sys._getframe(2)  # noqa: SLF001 - emit's caller's caller
@@ -214,52 +252,52 @@ def _rendered_by_structlog(state: _ThreadState) -> bool:
 
 
 def _internal(record: logging.LogRecord) -> bool:
-    """Whether ``record`` comes from logbridge itself (its loggers or its threads)."""
+    """Whether ``record`` comes from one of logbridge's own loggers.
+
+    (Records of logbridge's own threads are not recorded either: they are always `busy`.)
+    """
     name = record.name
     if isinstance(name, str):
         if name.startswith("logbridge") and (len(name) == 9 or name[9] == "."):
             return True
         if len(_outside_names) < _MAX_KNOWN_NAMES:
             _outside_names.add(name)
-    thread = record.threadName
-    if isinstance(thread, str):
-        if thread.startswith("logbridge-"):
-            return True
-        if len(_outside_threads) < _MAX_KNOWN_NAMES:
-            _outside_threads.add(thread)
     return False
 
 
-def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912 - inlined hot path
+def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912, PLR0915 - hot path
     """Queue ``record`` for ``run``, copying now whatever could still change after the call.
 
     The common record (a ``str`` message with arguments of immutable types, no traceback, no
-    extras but the tagging ones, tagged metrics of plain values) costs one tuple of its fields
-    (`_logrecords.CAPTURED`), one of its metrics' names and values, and the queued tuple
-    (`_events.Captured`): flat tuples only, which the garbage collector soon stops tracking.
-    Any other record is made final by `_logrecords.snapshot`. This runs on every logging call:
-    it is written for speed.
+    extras but the tagging ones, tagged metrics of plain values) costs one flat tuple of its
+    fields, metrics and arguments (`_logrecords.CAPTURED`), which the garbage collector stops
+    tracking at its first pass. Any other record is made final by `_logrecords.snapshot`. This
+    runs on every logging call: it is written for speed.
     """
     data = record.__dict__
-    get = data.get
-    metrics = get("metrics")
-    tags = get("tags")
-    step = get("step")
+    metrics = data.get("metrics")
+    tags = data.get("tags")
+    step = data.get("step")
     problems: tuple[str, ...] = ()
+    count = None
+    names: Iterable[Any] = ()
+    values: tuple[Any, ...] = ()
     # A LogRecord's own attributes plus the tagging keys it carries: a longer __dict__ holds
     # other extras, which snapshot copies.
     known = _BASE_SIZE
     if metrics is not None:
         known += 1
         if type(metrics) is dict:
-            for value in metrics.values():
+            values = (*metrics.values(),)
+            for value in values:
                 if type(value) not in _PLAIN_METRICS:
-                    metrics, problems = _capture_metrics(run, metrics)
+                    names, values, problems = _capture_metrics(run, metrics)
                     break
             else:
-                metrics = (*metrics, *metrics.values())
+                names = metrics
         else:
-            metrics, problems = _capture_metrics(run, metrics)
+            names, values, problems = _capture_metrics(run, metrics)
+        count = len(values)
     if tags is not None:
         known += 1
         if type(tags) is dict:
@@ -267,29 +305,42 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
     if step is not None:
         known += 1
     fields: tuple[Any, ...] | None = None
-    if len(data) == known and type(record) is _LogRecord and not record.exc_info:
-        args = record.args
-        if type(record.msg) is str and (
+    extras = None
+    args: Any = record.args
+    if (
+        len(data) == known
+        and type(record) is _LogRecord
+        and not record.exc_info
+        and type(record.msg) is str
+        and (
             not args
             or (type(args) is tuple and len(args) == 1 and type(args[0]) in _PLAIN)
             or _immutable(args)
-        ):
-            try:
-                fields = _fields_of(data)
-            except KeyError:
-                fields = None
+        )
+    ):
+        try:
+            fields = _fields_of(data)
+        except KeyError:
+            fields = None
+        if not args:
+            args = ()
     if fields is None:
-        fields, problem = _snapshot(record)
+        fields, args, extras, problem = _snapshot(record)
         if problem:
             problems = (*problems, problem)
-    cached = _cache
-    if cached is not None and cached[0] is run:
-        run_id, recorder = cached[1], cached[2]
+    lane = _lane
+    if lane is None or lane[0] is not run:
+        lane = _remember(run)
+    # One flat tuple (`_events.Captured`), with nothing the garbage collector must follow.
+    captured = (lane[1], *fields, step, tags, problems, extras, count, *names, *values, *args)
+    recorder, queue = lane[2], lane[3]
+    # `Recorder.put`'s common case, inlined (`Recorder.fast_lane`).
+    if len(queue) < lane[4] and recorder.accepting:
+        queue.append(captured)
+        if not recorder.accepting:
+            recorder.drain_queued()
     else:
-        run_id, recorder = _remember(run)
-    # An exact, flat tuple (`_events.Captured`); concatenated, which costs less than
-    # unpacking ``*fields``.
-    recorder.put((run_id, metrics, step, tags, problems) + fields)  # noqa: RUF005
+        recorder.put(captured)
 
 
 _LogRecord: Final = logging.LogRecord
@@ -300,31 +351,34 @@ _PLAIN: Final = frozenset({str, int, float})
 _PLAIN_METRICS: Final = frozenset({float, int, str, bool})
 """Metric value types taken as they are (anything else is frozen by `_capture_metrics`)."""
 _snapshot: Final = _logrecords.snapshot
-_cache: tuple[Run, str, Recorder] | None = None
-"""The last run recorded into, its id and its recorder (forgotten in a forked child)."""
+_lane: tuple[Run, str, Recorder, collections.deque[Any], int] | None = None
+"""The last run recorded into, its id, its recorder and the recorder's `fast_lane`
+(forgotten in a forked child)."""
 
 
-def _remember(run: Run) -> tuple[str, Recorder]:
-    global _cache  # noqa: PLW0603
+def _remember(run: Run) -> tuple[Run, str, Recorder, collections.deque[Any], int]:
+    global _lane  # noqa: PLW0603
     recorder = _state.recorder(run.store)
-    _cache = (run, run.id, recorder)
-    return run.id, recorder
+    _lane = (run, run.id, recorder, *recorder.fast_lane())
+    return _lane
 
 
 def forget_recorders() -> None:
     """Forget the recorder remembered for the last run (after fork and after `_state.reset`)."""
-    global _cache  # noqa: PLW0603
-    _cache = None
+    global _lane  # noqa: PLW0603
+    _lane = None
 
 
 os.register_at_fork(after_in_child=forget_recorders)
 
 
-def _capture_metrics(run: Run, metrics: Any) -> tuple[tuple[Any, ...] | None, tuple[str, ...]]:
-    """Return the metrics' names then values (copied now) in one tuple, and a problem if any."""
+def _capture_metrics(
+    run: Run, metrics: Any
+) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...]]:
+    """Return the metrics' names, their values (copied now) and a problem if any."""
     if not isinstance(metrics, Mapping):
         what = type(metrics).__name__
-        return None, (f"metrics must be a mapping of name to value, not {what}; ignored",)
+        return (), (), (f"metrics must be a mapping of name to value, not {what}; ignored",)
     copied: dict[Any, Any] = {}
     for name, value in metrics.items():
         if type(value) in _PLAIN_METRICS:
@@ -333,7 +387,7 @@ def _capture_metrics(run: Run, metrics: Any) -> tuple[tuple[Any, ...] | None, tu
             frozen = _freeze(run, name, value)
             if frozen is not None:
                 copied[name] = frozen
-    return (*copied, *copied.values()), ()
+    return (*copied,), (*copied.values(),), ()
 
 
 def _freeze(run: Run, name: Any, value: Any) -> Frozen | None:

@@ -24,7 +24,6 @@ from logbridge import _jsonsafe, _report, _values
 CAPTURED: Final = (
     "created",
     "msg",
-    "args",
     "exc_text",
     "stack_info",
     "levelname",
@@ -38,19 +37,43 @@ CAPTURED: Final = (
     "thread",
     "threadName",
 )
-"""The `LogRecord` attributes a captured record holds, in this order, then its extras if any.
+"""The `LogRecord` attributes a captured record (`ev.Captured`) holds, after its run id.
 
-A captured record is a tuple rather than the `LogRecord` itself: a tuple of immutable values is
-dropped by the garbage collector from its lists at its first pass, while a queued `LogRecord`
-and its ``__dict__`` would be traversed again and again, promoted and traversed by every full
-collection until the writer gets to them (more than all the rest of the caller's cost).
+A captured record is one flat tuple rather than the `LogRecord` itself, or tuples inside a
+tuple: ``(run_id, *CAPTURED, step, tags, problems, extras, count, *names, *values, *args)``,
+where ``count`` is the number of tagged metrics (None without ``metrics``), ``names`` and
+``values`` theirs, and ``args`` the message's arguments. The garbage collector drops a tuple of
+atoms from its lists at its first pass; a queued `LogRecord` and its ``__dict__`` would be
+traversed again and again, promoted and traversed by every full collection until the writer
+gets to them (more than all the rest of the caller's cost), and so would, one pass longer, a
+tuple holding the arguments' or the metrics' tuple (that pass finds the outer tuple before the
+inner ones: benchmarks/bench_handler.py, ``gc.callbacks``).
 """
-_CREATED, _MSG, _ARGS, _EXC_TEXT, _STACK_INFO, _LEVELNAME, _LEVELNO, _NAME = range(8)
-_PROCESS: Final = CAPTURED.index("process")
-_CALL_SITE: Final = slice(_LEVELNAME, len(CAPTURED))
+(
+    _CREATED,
+    _MSG,
+    _EXC_TEXT,
+    _STACK_INFO,
+    _LEVELNAME,
+    _LEVELNO,
+    _NAME,
+    _PATHNAME,
+    _LINENO,
+    _FUNCNAME,
+    _PROCESS,
+    _PROCESSNAME,
+    _THREAD,
+    _THREADNAME,
+    _STEP,
+    _TAGS,
+    _PROBLEMS,
+    _EXTRAS,
+    _COUNT,
+    _NAMES,
+) = range(1, len(CAPTURED) + 7)
+"""Positions in a captured record (`CAPTURED`); ``_NAMES`` is where the variable part starts."""
+_CALL_SITE: Final = slice(_LEVELNAME, _STEP)
 """The fields that stay the same from one call of a given logging statement to the next."""
-_EXTRAS: Final = len(CAPTURED)
-"""Where the extras are, in a captured record that has any."""
 fields_of: Final = operator.itemgetter(*CAPTURED)
 """Return the values of `CAPTURED` from a record's ``__dict__`` (raises KeyError if one lacks)."""
 
@@ -121,7 +144,8 @@ class RecordFormatter(BaseJsonFormatter):
             reserved_attrs=[*RESERVED_ATTRS, "metrics", "tags"],
         )
         # "message" is picked as the record's msg, and then replaced by the message.
-        position = {name: i for i, name in enumerate(CAPTURED)} | {"message": _MSG}
+        position = {name: i for i, name in enumerate(CAPTURED, start=_CREATED)}
+        position["message"] = _MSG
         self._message_key = self._get_rename("message")
         self._fields_dict = _dict_maker(
             [self._get_rename(name) for name in self._required_fields],
@@ -145,15 +169,18 @@ class RecordFormatter(BaseJsonFormatter):
             ensure_ascii=False, separators=(",", ":"), check_circular=False
         ).encode
 
-    def render(
+    def render(  # noqa: PLR0917 - positional: called for every record
         self,
         fields: tuple[Any, ...],
         message: str,
         metrics: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
         step: Any = None,
+        extras: dict[str, Any] | None = None,
     ) -> str:
         """Return a captured record as one JSON line, with its ``message``, metrics and tags.
+
+        ``fields`` is the captured record (`CAPTURED`), ``extras`` its extra attributes.
 
         What python-json-logger's ``add_fields`` and ``process_log_record`` do for a
         `LogRecord`, from the captured fields, checking only what can be out of JSON's reach.
@@ -163,9 +190,9 @@ class RecordFormatter(BaseJsonFormatter):
         if text is _UNSEEN:
             text = self._learn_site(fields)
         if text is None or type(created) is not float or created - created != 0.0:
-            return self._render_dict(fields, message, metrics, tags, step, plain=False)
+            return self._render_dict(fields, message, metrics, tags, step, extras, plain=False)
         if (
-            len(fields) == _EXTRAS
+            extras is None
             and tags is None
             and not fields[_EXC_TEXT]
             and not fields[_STACK_INFO]
@@ -182,19 +209,20 @@ class RecordFormatter(BaseJsonFormatter):
             if step is not None:
                 line = f"{line}{self._step_at}{step}"
             return line + "}"
-        return self._render_dict(fields, message, metrics, tags, step, plain=True)
+        return self._render_dict(fields, message, metrics, tags, step, extras, plain=True)
 
     def number(self, value: float) -> str:
         """Return a finite float as JSON (``float.__repr__``; a backend may do it faster)."""
         return float.__repr__(value)
 
-    def _render_dict(
+    def _render_dict(  # noqa: PLR0917
         self,
         fields: tuple[Any, ...],
         message: str,
         metrics: dict[str, Any] | None,
         tags: dict[str, Any] | None,
         step: Any,
+        extras: dict[str, Any] | None,
         *,
         plain: bool,
     ) -> str:
@@ -216,7 +244,6 @@ class RecordFormatter(BaseJsonFormatter):
         text = fields[_STACK_INFO]
         if text:
             log_data[self._stack_key] = _jsonsafe.safe(text)
-        extras = fields[_EXTRAS] if len(fields) > _EXTRAS else None
         if extras is not None:
             self._add_extras(log_data, extras)
         elif step is not None:
@@ -248,7 +275,7 @@ class RecordFormatter(BaseJsonFormatter):
             or (type(value) is str and _jsonsafe.text(value) is value)
             for value in site
         ):
-            probe = list(fields[:_EXTRAS])
+            probe = list(fields[:_STEP])
             probe[_CREATED] = _TIME_MARK
             log_data = self._fields_dict(tuple(probe))
             log_data[self._message_key] = _MESSAGE_MARK
@@ -340,12 +367,21 @@ def formatter() -> RecordFormatter:
     return _formatter
 
 
-def snapshot(record: logging.LogRecord) -> tuple[tuple[Any, ...], str | None]:
-    """Return ``record``'s captured fields, with whatever could still change made final now.
+class Snapshot(NamedTuple):
+    """What `snapshot` makes of a record: its `CAPTURED` fields, message arguments and extras."""
+
+    fields: tuple[Any, ...]
+    args: tuple[Any, ...]
+    extras: dict[str, Any] | None
+    problem: str | None
+    """A problem met formatting the message, if any."""
+
+
+def snapshot(record: logging.LogRecord) -> Snapshot:
+    """Return ``record``'s captured parts, with whatever could still change made final now.
 
     The message is formatted now unless it is a ``str`` with arguments of immutable types, a
-    traceback is formatted, and extras of mutable types are copied as JSON-safe values. Returns
-    the fields and a problem met formatting the message, if any.
+    traceback is formatted, and extras of mutable types are copied as JSON-safe values.
     """
     data = record.__dict__
     values = [data.get(name) for name in CAPTURED]
@@ -357,17 +393,15 @@ def snapshot(record: logging.LogRecord) -> tuple[tuple[Any, ...], str | None]:
         or (args and not immutable(args))
     ):
         message, problem = message_of(record)
-        values[_MSG], values[_ARGS] = message, None
+        values[_MSG - _CREATED], args = message, None
     if record.exc_info and not record.exc_text:
-        values[_EXC_TEXT] = _format_exception(record)
+        values[_EXC_TEXT - _CREATED] = _format_exception(record)
     extras = {
         key: value if type(value) in IMMUTABLE else _jsonsafe.safe(value)
         for key, value in data.items()
         if key not in NOT_EXTRAS
     }
-    if extras:
-        values.append(extras)
-    return tuple(values), problem
+    return Snapshot(tuple(values), args if isinstance(args, tuple) else (), extras or None, problem)
 
 
 def immutable(args: Any) -> bool:
@@ -456,32 +490,30 @@ def expanded(batch: Iterable[ev.Event | ev.Captured]) -> Iterator[list[ev.Event]
 
 _CHUNK: Final = 600
 """Events per list `expanded` yields."""
-_FIELDS_AT: Final = 5
-"""Where the record's fields start in a `ev.Captured` tuple."""
 _new_tuple: Final = tuple.__new__
 """Builds a named tuple from a tuple of its fields as its ``_make`` does, without the
 Python-level ``__new__`` the class has (a third of the cost)."""
 
 
 def flat(captured: ev.RecordCaptured) -> ev.Captured:
-    """Return another producer's `RecordCaptured` as the handler's flat tuple."""
+    """Return another producer's `RecordCaptured` as the handler's flat tuple (`CAPTURED`)."""
     run_id, record, metrics, step, tags, problems = captured
-    if not isinstance(record, tuple):
-        # A LogRecord of logbridge's own making (output capture, the Run API): not shared.
-        record, problem = snapshot(record)
-        if problem:
-            problems = (*problems, problem)
-    flat_metrics = None
-    if metrics is not None:
-        flat_metrics = (*(name for name, _ in metrics), *(value for _, value in metrics))
-    return (run_id, flat_metrics, step, tags, problems, *record)
+    fields, args, extras, problem = snapshot(record)
+    if problem:
+        problems = (*problems, problem)
+    if metrics is None:
+        return (run_id, *fields, step, tags, problems, extras, None, *args)
+    names = [name for name, _ in metrics]
+    values = [value for _, value in metrics]
+    return (run_id, *fields, step, tags, problems, extras, len(names), *names, *values, *args)
 
 
 def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
-    run_id, raw_metrics, raw_step, raw_tags, captured_problems = captured[:_FIELDS_AT]
-    fields = captured[_FIELDS_AT:]
+    run_id = captured[0]
+    raw_step, raw_tags, captured_problems, extras, count = captured[_STEP:_NAMES]
     problems = list(captured_problems)
-    msg, args = fields[_MSG], fields[_ARGS]
+    args = captured[_NAMES:] if count is None else captured[_NAMES + 2 * count :]
+    msg = captured[_MSG]
     try:
         message = msg % args if args else msg
     except Exception as err:
@@ -489,15 +521,15 @@ def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
         problems.append(problem)
     if not (message.isascii() and len(message) <= _jsonsafe.MAX_STRING):
         message = _jsonsafe.text(message)
-    when = fields[_CREATED]
+    when = captured[_CREATED]
     metrics = None
-    if raw_metrics is not None:
+    if count is not None:
         if type(raw_step) is int and _INT64_MIN <= raw_step <= _INT64_MAX:
             step: int | None = raw_step
         else:
             step = _step(raw_step, problems)
-        half = len(raw_metrics) >> 1  # names, then values
-        pairs = zip(raw_metrics[:half], raw_metrics[half:])  # noqa: B905 - equal by making
+        values_at = _NAMES + count
+        pairs = zip(captured[_NAMES:values_at], captured[values_at : values_at + count])  # noqa: B905 - equal by making
         metrics = _metrics(run_id, pairs, step, when, problems, out)
     tags: dict[str, Any] | None = None
     if raw_tags is not None:
@@ -507,11 +539,19 @@ def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
             tags = dict(tags_set.tags)
     if problems:
         _report_problems(run_id, problems, out)
-    line = _line(fields, message, metrics, tags, raw_step, problems)
+    line = _line(captured, message, metrics, tags, raw_step, extras, problems)
     out.append(
         _new_tuple(
             ev.LogRecorded,
-            (run_id, when, fields[_LEVELNO], fields[_NAME], message, fields[_PROCESS] or 0, line),
+            (
+                run_id,
+                when,
+                captured[_LEVELNO],
+                captured[_NAME],
+                message,
+                captured[_PROCESS] or 0,
+                line,
+            ),
         )
     )
 
@@ -522,11 +562,12 @@ def _line(  # noqa: PLR0917 - positional: called for every record
     metrics: dict[str, Any] | None,
     tags: dict[str, Any] | None,
     step: Any,
+    extras: dict[str, Any] | None,
     problems: list[str],
 ) -> str:
     """Return the record's JSON line, or a fallback line if it cannot be rendered."""
     try:
-        line = formatter().render(fields, message, metrics, tags, step)
+        line = formatter().render(fields, message, metrics, tags, step, extras)
         if problems:
             line = line[:-1] + ',"logbridge_problems":' + json.dumps(problems) + "}"
     except Exception as err:

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 from logbridge import _events as ev
 from logbridge import _liveness, _logrecords, _report
@@ -123,6 +123,9 @@ class Recorder:
         self._room = threading.Condition(threading.RLock())
         self._waiting = 0
         self._state = _OPEN
+        self.accepting = False
+        """True while `put` would queue (open, writer started): what the handler's inlined
+        `put` checks before its append and again after it (`fast_lane`)."""
         self._stopping = False
         self._abort = False
         self._timed_out = False
@@ -169,6 +172,19 @@ class Recorder:
         elif len(queue) >= self._wake_at and not self._wake.given:
             self._wake.set()
 
+    def fast_lane(self) -> tuple[collections.deque[Any], int]:
+        """The queue and the length below which `put`'s common case is a bare append.
+
+        For the logging handler's inlined `put`: while `accepting` and the queue is shorter
+        than the mark, append to it; if `accepting` is false after the append (the recorder
+        closed meanwhile, maybe by a signal handler), call `drain_queued`. Otherwise call `put`.
+        """
+        return self._queue, self._wake_at
+
+    def drain_queued(self) -> None:
+        """Write what is queued now, synchronously (after an append that raced `close`)."""
+        self._drain_late()
+
     def _make_room(self, event: ev.Event | ev.Captured) -> bool:
         if threading.get_ident() == self._thread_id:
             return True  # the writer itself never waits for itself
@@ -210,6 +226,7 @@ class Recorder:
                 self._drain_late()
                 return
             self._thread = thread
+            self.accepting = True
             checkpoints = threading.Thread(
                 target=self._checkpoint_loop, name="logbridge-checkpoint", daemon=True
             )
@@ -279,6 +296,7 @@ class Recorder:
             # From here on `put` writes synchronously (after what is queued) instead of
             # queueing: a writer draining while producers keep producing would never finish.
             self._state = _CLOSING
+            self.accepting = False
             self._stopping = True
             thread = self._thread
         finished = True

@@ -189,6 +189,14 @@ class Run:
         current = _state.current_run()
         if current is not None:
             return current
+        with _context_lock:  # threads racing here all get the one run the first starts
+            return cls._context()
+
+    @classmethod
+    def _context(cls) -> Run:
+        current = _state.current_run()
+        if current is not None:
+            return current
         inherited = _settings.run_id()
         if inherited is not None:
             store = _settings.store_path()
@@ -609,6 +617,10 @@ class Experiment:
     ) -> Iterator[Run]:
         """Yield the experiment's runs, newest first."""
         yield from list_runs(experiment=self._name, status=status, tags=tags, store=self._store)
+
+
+_context_lock = threading.RLock()
+"""Held while `Run.get_context` finds or starts the process's run."""
 
 
 def start_run(

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from logbridge import _jsonsafe, _report, _state
 from logbridge._errors import MissingExtraError
-from logbridge._handler import RunHandler, capture, tls
+from logbridge._handler import RunHandler, capture, thread_state
 from logbridge._run import Run
 
 try:
@@ -91,7 +91,7 @@ class RunProcessor:
         return event_dict
 
     def _record(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> None:
-        state = tls
+        state = thread_state()
         if state.busy:
             return
         source = event_dict.get("_record")
