@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import io
 import logging
 import logging.config
 import math
+import sqlite3
 import sys
 import textwrap
 import threading
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import logbridge
-from logbridge import _handler
+from logbridge import _handler, _state
 
 
 @pytest.fixture
@@ -320,6 +323,7 @@ def test_threads_racing_their_first_records_start_one_run(
     (run,) = logbridge.list_runs()
     assert len(run.get_logs()) == 24
 
+
 def test_an_explicit_run_or_run_id(logger: logging.Logger) -> None:
     """run= binds the handler to a given run, by object or by id."""
     current = logbridge.start_run(experiment="current")
@@ -518,3 +522,27 @@ def test_console_output_unchanged(logger: logging.Logger) -> None:
     logger.info("epoch %d", 1, extra={"metrics": {"loss": 0.5}})
     assert stream.getvalue() == "INFO epoch 1\n"
     assert sys.stderr is not None
+
+
+def test_a_record_appended_while_the_recorder_closes_is_written(logger: logging.Logger) -> None:
+    """The handler's inlined append races the exit drain (run by a signal handler on top of
+    it): the record appended after the drain took the queue is written, not stranded."""
+    run = logbridge.start_run()
+    logger.addHandler(logbridge.RunHandler())
+    logger.info("before")
+    run.flush()
+    recorder = _state.existing_recorder(run.store)
+    assert recorder is not None
+
+    class ClosingQueue(collections.deque):  # type: ignore[type-arg]
+        def append(self, item: object) -> None:
+            recorder.close(5.0)  # the exit drain, between the handler's check and its append
+            super().append(item)
+
+    recorder._queue = ClosingQueue(recorder._queue)  # type: ignore[assignment]
+    _handler.forget_recorders()  # the handler picks up the queue again
+    logger.info("during the drain")
+    # Read the database itself: get_logs would flush, and a flush drains what was stranded.
+    with contextlib.closing(sqlite3.connect(run.store / "store.db")) as conn:
+        stored = conn.execute("SELECT message FROM logs WHERE run_id = ? ORDER BY id", (run.id,))
+        assert [message for (message,) in stored] == ["before", "during the drain"]

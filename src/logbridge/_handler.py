@@ -29,7 +29,7 @@ _RETRY_RUN_AFTER: Final = 30.0
 
 
 class ThreadState:
-    """What logbridge remembers per thread (`state`)."""
+    """What logbridge remembers per thread (`thread_state`)."""
 
     __slots__ = ("busy", "last", "structlog_call")
 
