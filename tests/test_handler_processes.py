@@ -696,3 +696,47 @@ def test_sigterm_inside_a_lock_the_exit_needs_does_not_hang(
         return
     assert stored[:logged] == [f"record {i}" for i in range(logged)]
     assert len(stored) <= logged + 1  # the record being logged when the signal came
+
+
+FORK_WHILE_RESOLVING = """
+import logging, os, signal, sys, threading
+import logbridge
+from logbridge import _handler, _run
+
+parent = logbridge.start_run(experiment="forks")
+held, release = threading.Event(), threading.Event()
+
+def hold(lock):
+    with lock:  # a thread of the parent in the middle of finding or starting a run
+        held.set()
+        release.wait()
+
+for lock in (_handler._resolving, _run._context_lock):
+    held.clear()
+    threading.Thread(target=hold, args=(lock,), daemon=True).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a deadlocked child ends itself, not left behind by the test
+        log = logging.getLogger("child")
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        log.addHandler(logbridge.RunHandler(run=parent.id))  # resolved at the first record
+        log.info("from the child")
+        logbridge.Run.get_context()
+        logging.shutdown()
+        os._exit(0)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    release.clear()
+parent.complete()
+"""
+
+
+def test_a_child_forked_while_a_thread_resolves_the_run_does_not_deadlock(store: Path) -> None:
+    """The locks around finding or starting the run are new in a forked child: the parent's
+    thread that held one is not there to release it."""
+    run_script(store, FORK_WHILE_RESOLVING, timeout=30)
+    messages = [r["message"] for r in only_run().get_logs()]
+    assert messages == ["from the child", "from the child"]

@@ -369,7 +369,13 @@ def forget_recorders() -> None:
     _lane = None
 
 
-os.register_at_fork(after_in_child=forget_recorders)
+def _after_fork_in_child() -> None:
+    global _resolving  # noqa: PLW0603
+    _resolving = threading.RLock()  # a parent's thread may have held it; it is not here
+    forget_recorders()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _capture_metrics(

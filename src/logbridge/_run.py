@@ -623,6 +623,14 @@ _context_lock = threading.RLock()
 """Held while `Run.get_context` finds or starts the process's run."""
 
 
+def _new_context_lock() -> None:
+    global _context_lock  # noqa: PLW0603
+    _context_lock = threading.RLock()  # a parent's thread may have held it; it is not here
+
+
+os.register_at_fork(after_in_child=_new_context_lock)
+
+
 def start_run(
     experiment: str | None = None,
     name: str | None = None,
