@@ -53,11 +53,8 @@ def test_render_matches_python_json_loggers_own_format(backend: str, extras: dic
     snapshot = _logrecords.snapshot(rec)
     assert snapshot.problem is None
     assert snapshot.args == (3,)
-    captured = _captured(rec)
     formatter = _logrecords.formatter()
-    fast = formatter.render(
-        captured, "epoch 3", step=extras.get("step"), extras=captured[_logrecords._EXTRAS]
-    )
+    fast = formatter.render(_captured(rec), "epoch 3")
     own = formatter.format(rec)
     assert json.loads(fast) == json.loads(own)
     assert list(json.loads(fast)) == list(json.loads(own))
@@ -80,12 +77,12 @@ def test_a_call_sites_text_gives_the_json_of_the_general_path(
     """The common record, written from its call site's text, is what the dict path writes."""
     rec = record()
     rec.name = name
-    captured = _captured(rec)
-    fields = (captured[0], created, *captured[2:])
     metrics, step = tagged or (None, None)
+    captured = _captured(rec, step)
+    fields = (captured[0], created, *captured[2:])
     formatter = _logrecords.formatter()
-    line = formatter.render(fields, message, metrics, None, step)
-    general = formatter._render_dict(fields, message, metrics, None, step, None, plain=False)
+    line = formatter.render(fields, message, metrics)
+    general = formatter._render_dict(fields, message, metrics, None, plain=False)
     assert json.loads(line) == json.loads(general)
     assert list(json.loads(line)) == list(json.loads(general))
     assert formatter.backend == backend
@@ -130,9 +127,9 @@ def test_a_queued_record_is_a_flat_tuple_the_collector_stops_tracking() -> None:
     assert not gc.is_tracked(event)
 
 
-def _captured(rec: logging.LogRecord) -> tuple[Any, ...]:
+def _captured(rec: logging.LogRecord, step: int | None = None) -> tuple[Any, ...]:
     """``rec`` as the writer gets it from the handler (`_logrecords.CAPTURED`)."""
-    return _logrecords.flat(RecordCaptured("run-id", rec, None, None, None, ()))
+    return _logrecords.flat(RecordCaptured("run-id", rec, None, step, None, ()))
 
 
 def test_both_backends_store_the_same_record(logger: logging.Logger, backend: str) -> None:

@@ -169,30 +169,28 @@ class RecordFormatter(BaseJsonFormatter):
             ensure_ascii=False, separators=(",", ":"), check_circular=False
         ).encode
 
-    def render(  # noqa: PLR0917 - positional: called for every record
+    def render(
         self,
         fields: tuple[Any, ...],
         message: str,
         metrics: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
-        step: Any = None,
-        extras: dict[str, Any] | None = None,
     ) -> str:
         """Return a captured record as one JSON line, with its ``message``, metrics and tags.
 
-        ``fields`` is the captured record (`CAPTURED`), ``extras`` its extra attributes.
-
-        What python-json-logger's ``add_fields`` and ``process_log_record`` do for a
-        `LogRecord`, from the captured fields, checking only what can be out of JSON's reach.
+        ``fields`` is the captured record (`CAPTURED`: its step and extras included). What
+        python-json-logger's ``add_fields`` and ``process_log_record`` do for a `LogRecord`,
+        from the captured fields, checking only what can be out of JSON's reach.
         """
         created = fields[_CREATED]
         text = self._sites.get(fields[_CALL_SITE], _UNSEEN)
         if text is _UNSEEN:
             text = self._learn_site(fields)
         if text is None or type(created) is not float or created - created != 0.0:
-            return self._render_dict(fields, message, metrics, tags, step, extras, plain=False)
+            return self._render_dict(fields, message, metrics, tags, plain=False)
+        step = fields[_STEP]
         if (
-            extras is None
+            fields[_EXTRAS] is None
             and tags is None
             and not fields[_EXC_TEXT]
             and not fields[_STACK_INFO]
@@ -209,20 +207,18 @@ class RecordFormatter(BaseJsonFormatter):
             if step is not None:
                 line = f"{line}{self._step_at}{step}"
             return line + "}"
-        return self._render_dict(fields, message, metrics, tags, step, extras, plain=True)
+        return self._render_dict(fields, message, metrics, tags, plain=True)
 
     def number(self, value: float) -> str:
         """Return a finite float as JSON (``float.__repr__``; a backend may do it faster)."""
         return float.__repr__(value)
 
-    def _render_dict(  # noqa: PLR0917
+    def _render_dict(
         self,
         fields: tuple[Any, ...],
         message: str,
         metrics: dict[str, Any] | None,
         tags: dict[str, Any] | None,
-        step: Any,
-        extras: dict[str, Any] | None,
         *,
         plain: bool,
     ) -> str:
@@ -244,6 +240,7 @@ class RecordFormatter(BaseJsonFormatter):
         text = fields[_STACK_INFO]
         if text:
             log_data[self._stack_key] = _jsonsafe.safe(text)
+        extras, step = fields[_EXTRAS], fields[_STEP]
         if extras is not None:
             self._add_extras(log_data, extras)
         elif step is not None:
@@ -510,7 +507,7 @@ def flat(captured: ev.RecordCaptured) -> ev.Captured:
 
 def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
     run_id = captured[0]
-    raw_step, raw_tags, captured_problems, extras, count = captured[_STEP:_NAMES]
+    raw_step, raw_tags, captured_problems, _, count = captured[_STEP:_NAMES]
     problems = list(captured_problems)
     args = captured[_NAMES:] if count is None else captured[_NAMES + 2 * count :]
     msg = captured[_MSG]
@@ -539,7 +536,7 @@ def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
             tags = dict(tags_set.tags)
     if problems:
         _report_problems(run_id, problems, out)
-    line = _line(captured, message, metrics, tags, raw_step, extras, problems)
+    line = _line(captured, message, metrics, tags, problems)
     out.append(
         _new_tuple(
             ev.LogRecorded,
@@ -556,18 +553,16 @@ def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
     )
 
 
-def _line(  # noqa: PLR0917 - positional: called for every record
+def _line(
     fields: tuple[Any, ...],
     message: str,
     metrics: dict[str, Any] | None,
     tags: dict[str, Any] | None,
-    step: Any,
-    extras: dict[str, Any] | None,
     problems: list[str],
 ) -> str:
     """Return the record's JSON line, or a fallback line if it cannot be rendered."""
     try:
-        line = formatter().render(fields, message, metrics, tags, step, extras)
+        line = formatter().render(fields, message, metrics, tags)
         if problems:
             line = line[:-1] + ',"logbridge_problems":' + json.dumps(problems) + "}"
     except Exception as err:
