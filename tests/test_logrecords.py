@@ -101,6 +101,35 @@ def test_the_caller_captures_a_tuple_of_immutable_fields() -> None:
     assert all(type(value) in _logrecords.IMMUTABLE | {tuple} for value in fields)
 
 
+@pytest.mark.parametrize(
+    ("extras", "from_text"),
+    [
+        ({"user": "ann", "n": 3, "ratio": 0.5, "ok": True, "none": None, "step": 7}, True),
+        ({"_private": 1, "quote": 'a " \\ \n \u2028 é', "big": 2**70}, True),
+        ({"long": "x" * 2_000_000}, True),
+        ({"nan": math.nan}, False),
+        ({"items": [1, {"a": 2}]}, False),
+        ({"time": "an extra named like a field"}, False),
+        ({"clé": "a key that is not ASCII"}, False),
+    ],
+)
+def test_a_record_with_extras_from_its_call_sites_text_is_what_the_dict_gives(
+    backend: str, extras: dict[str, Any], from_text: bool
+) -> None:
+    """Extras of plain values are put after the call site's text, as `_render_dict` puts
+    them; any other extra sends the record through the dict."""
+    rec = record(**extras)
+    captured = _captured(rec, None)
+    formatter = _logrecords.formatter()
+    metrics = {"loss": 0.25}
+    line = formatter.render(captured, "epoch 3", metrics)
+    general = formatter._render_dict(captured, "epoch 3", metrics, None, plain=False)
+    assert json.loads(line) == json.loads(general)
+    assert list(json.loads(line)) == list(json.loads(general))
+    assert (formatter._extras_text(captured[_logrecords._EXTRAS]) is not None) == from_text
+    assert formatter.backend == backend
+
+
 def test_a_queued_record_is_a_flat_tuple_the_collector_stops_tracking() -> None:
     """The handler queues one flat tuple: fields, metrics and message arguments side by side.
 

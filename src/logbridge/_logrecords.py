@@ -162,6 +162,16 @@ class RecordFormatter(BaseJsonFormatter):
         self._sites: dict[tuple[Any, ...], tuple[str, str, str] | None] = {}
         """Call site (`_CALL_SITE`) -> its line's text around the time and the message, or
         None for a site whose fields are not JSON-safe as they are."""
+        self._line_keys = frozenset(
+            [
+                *(self._get_rename(name) for name in self._required_fields),
+                self._message_key,
+                *self._static,
+                self._metrics_key,
+            ]
+        )
+        """Keys a common record's line has before its extras: an extra renamed to one of them
+        replaces that key's value in python-json-logger's dict (`_render_dict` does it)."""
         self._metrics_at = f",{_encode_string(self._metrics_key)}:"
         self._step_at = f",{_encode_string(self._step_key)}:"
         # The data is JSON-safe already: no cycle check, no custom encoder.
@@ -188,26 +198,64 @@ class RecordFormatter(BaseJsonFormatter):
             text = self._learn_site(fields)
         if text is None or type(created) is not float or created - created != 0.0:
             return self._render_dict(fields, message, metrics, tags, plain=False)
-        step = fields[_STEP]
+        step, extras = fields[_STEP], fields[_EXTRAS]
         if (
-            fields[_EXTRAS] is None
-            and tags is None
+            tags is None
             and not fields[_EXC_TEXT]
             and not fields[_STACK_INFO]
-            and (step is None or type(step) is int)
             and type(message) is str
         ):
-            # The common record: the text python-json-logger wrote for its call site, with its
-            # time, message, metrics and step put in; `_learn_site` checked that this gives
-            # the JSON of `_render_dict`.
-            head, middle, tail = text
-            line = f"{head}{self.number(created)}{middle}{_encode_string(message)}{tail}"
-            if metrics is not None:
-                line = f"{line}{self._metrics_at}{self.jsonify_log_record(metrics)}"
-            if step is not None:
-                line = f"{line}{self._step_at}{step}"
-            return line + "}"
+            if extras is None:
+                after = "" if step is None else self._step_text(step)
+            else:
+                after = self._extras_text(extras)
+            if after is not None:
+                # The common record: the text python-json-logger wrote for its call site, with
+                # its time, message, metrics and step or extras put in; `_learn_site` checked
+                # that this gives the JSON of `_render_dict`.
+                head, middle, tail = text
+                line = f"{head}{self.number(created)}{middle}{_encode_string(message)}{tail}"
+                if metrics is not None:
+                    line = f"{line}{self._metrics_at}{self.jsonify_log_record(metrics)}"
+                return f"{line}{after}}}"
         return self._render_dict(fields, message, metrics, tags, plain=True)
+
+    def _step_text(self, step: Any) -> str | None:
+        """The JSON text of a step with no extras beside it, or None if not a plain int."""
+        return f"{self._step_at}{step}" if type(step) is int else None
+
+    def _extras_text(self, extras: dict[Any, Any]) -> str | None:
+        """Return the JSON text `_add_extras` gives ``extras`` at the end of a line.
+
+        None when that takes the dict: a key that is not an ASCII string or that replaces one
+        of the line's keys, a value that is not a string, a finite number, a bool or None.
+        """
+        skip = self._skip_fields
+        renames = self.rename_fields
+        parts = []
+        for key, value in extras.items():
+            if type(key) is not str or not key.isascii():
+                return None
+            if key in skip or key.startswith("_"):
+                continue
+            name = renames.get(key, key)
+            if name in self._line_keys:
+                return None
+            kind = type(value)
+            if kind is str:
+                shown = _encode_string(_jsonsafe.text(value))
+            elif kind is int:
+                shown = int.__repr__(value)
+            elif kind is float and value - value == 0.0:
+                shown = self.number(value)
+            elif value is None or kind is bool:
+                shown = "null" if value is None else "true" if value else "false"
+            else:
+                return None
+            if type(name) is not str or not name.isascii():
+                return None
+            parts.append(f",{_encode_string(name)}:{shown}")
+        return "".join(parts)
 
     def number(self, value: float) -> str:
         """Return a finite float as JSON (``float.__repr__``; a backend may do it faster)."""
