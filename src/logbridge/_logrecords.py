@@ -206,7 +206,9 @@ class RecordFormatter(BaseJsonFormatter):
             and type(message) is str
         ):
             if extras is None:
-                after = "" if step is None else self._step_text(step)
+                after = (
+                    "" if step is None else f"{self._step_at}{step}" if type(step) is int else None
+                )
             else:
                 after = self._extras_text(extras)
             if after is not None:
@@ -220,26 +222,15 @@ class RecordFormatter(BaseJsonFormatter):
                 return f"{line}{after}}}"
         return self._render_dict(fields, message, metrics, tags, plain=True)
 
-    def _step_text(self, step: Any) -> str | None:
-        """The JSON text of a step with no extras beside it, or None if not a plain int."""
-        return f"{self._step_at}{step}" if type(step) is int else None
-
     def _extras_text(self, extras: dict[Any, Any]) -> str | None:
         """Return the JSON text `_add_extras` gives ``extras`` at the end of a line.
 
         None when that takes the dict: a key that is not an ASCII string or that replaces one
         of the line's keys, a value that is not a string, a finite number, a bool or None.
         """
-        skip = self._skip_fields
-        renames = self.rename_fields
         parts = []
-        for key, value in extras.items():
-            if type(key) is not str or not key.isascii():
-                return None
-            if key in skip or key.startswith("_"):
-                continue
-            name = renames.get(key, key)
-            if name in self._line_keys:
+        for key, name, value in self._extra_items(extras):
+            if type(key) is not str or not key.isascii() or name in self._line_keys:
                 return None
             kind = type(value)
             if kind is str:
@@ -251,8 +242,6 @@ class RecordFormatter(BaseJsonFormatter):
             elif value is None or kind is bool:
                 shown = "null" if value is None else "true" if value else "false"
             else:
-                return None
-            if type(name) is not str or not name.isascii():
                 return None
             parts.append(f",{_encode_string(name)}:{shown}")
         return "".join(parts)
@@ -299,11 +288,20 @@ class RecordFormatter(BaseJsonFormatter):
 
     def _add_extras(self, log_data: dict[Any, Any], extras: dict[Any, Any]) -> None:
         """Add extras as python-json-logger's ``merge_record_extra`` does, made JSON-safe."""
+        for _, name, value in self._extra_items(extras):
+            log_data[name] = _jsonsafe.safe(value)
+
+    def _extra_items(self, extras: dict[Any, Any]) -> Iterator[tuple[Any, Any, Any]]:
+        """Yield the extras a line shows: (key, key as renamed, value).
+
+        As python-json-logger's ``merge_record_extra`` picks them: no reserved key, no key
+        starting with ``_``.
+        """
         skip = self._skip_fields
         renames = self.rename_fields
         for key, value in extras.items():
             if key not in skip and not (isinstance(key, str) and key.startswith("_")):
-                log_data[renames.get(key, key)] = _jsonsafe.safe(value)
+                yield key, renames.get(key, key), value
 
     def _learn_site(self, fields: tuple[Any, ...]) -> tuple[str, str, str] | None:
         """Return (and remember) the text of a call site's lines around time and message.
