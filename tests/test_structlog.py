@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ import structlog
 import structlog.testing
 
 import logbridge
+import logbridge.structlog as logbridge_structlog
+from logbridge import _handler, _logrecords
 from logbridge.structlog import RunProcessor
 
 
@@ -319,3 +322,51 @@ def test_capture_logs_still_works_with_the_processor_configured() -> None:
     assert capture.entries == [{"event": "both", "metrics": {"loss": 0.2}, "log_level": "info"}]
     assert [r["message"] for r in run.get_logs()] == ["both"]
     assert run.get_metrics() == {"loss": 0.2}
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+def _native_events() -> list[dict[str, Any]]:
+    failed = {"event": "failed", "level": "error", "exc_info": KeyError("k")}
+    return [
+        {"event": "plain"},
+        {"event": "levelled", "level": "warning", "logger": "app.train"},
+        {"event": 42, "level": "no-such-level"},
+        {"event": None},
+        {"event": "context", "user": "ann", "attempt": 2, "ratio": 0.5, "ok": True, "none": None},
+        {"event": "mutable", "items": [1, {"a": (2, 3)}], "odd": {1: "non-str key"}},
+        {"event": "odd values", "bad": _Unprintable(), "raw": b"\xff", "nan": math.nan},
+        {"event": "tagged", "metrics": {"loss": 0.3, "acc": 1}, "step": 5, "tags": {"p": "t"}},
+        {"event": "step only", "step": 7, "timestamp": "2026-11-23T10:00:00Z"},
+        {"event": "_private", "_hidden": 1, "visible": 2},
+        {"event": "clashes", "process": "trainer", "name": "n"},  # LogRecord attributes
+        failed,
+    ]
+
+
+@pytest.mark.parametrize("event", _native_events(), ids=lambda event: str(event["event"]))
+def test_a_native_event_is_queued_as_its_log_record_would_be(event: dict[str, Any]) -> None:
+    """A native event's record, with its extras apart, is queued as the record holding them
+    in its ``__dict__`` (through `_logrecords.snapshot`): the same fields, the same line."""
+    queued: list[Any] = []
+
+    class Recorder:
+        accepting = True
+
+    run: Any = object()
+    _handler._lane = (run, "run-id", Recorder(), queued, 10)  # type: ignore[assignment]
+    try:
+        record, extras = logbridge_structlog._to_record(None, "info", event, None)
+        _handler.capture(run, record, extras)
+        record.__dict__.update(extras or {})
+        _handler.capture(run, record)
+    finally:
+        _handler.forget_recorders()
+    apart, held = queued
+    assert ("KeyError: 'k'" in (apart[_logrecords._EXC_TEXT] or "")) == (event["event"] == "failed")
+    assert apart[: _logrecords._EXTRAS] == held[: _logrecords._EXTRAS]
+    # What is stored: the same line (immutable extras are made JSON-safe on the writer thread).
+    assert _logrecords.expand([apart]) == _logrecords.expand([held])

@@ -265,8 +265,13 @@ def _internal(record: logging.LogRecord) -> bool:
     return False
 
 
-def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912, PLR0915 - hot path
+def capture(  # noqa: C901, PLR0912, PLR0915 - hot path
+    run: Run, record: logging.LogRecord, extras: dict[str, Any] | None = None
+) -> None:
     """Queue ``record`` for ``run``, copying now whatever could still change after the call.
+
+    ``extras``: the record's extras, made final, when they are not in its ``__dict__`` (a
+    structlog event's).
 
     The common record (a ``str`` message with arguments of immutable types, no traceback, no
     extras but the tagging ones, tagged metrics of plain values) costs one flat tuple of its
@@ -305,7 +310,6 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
     if step is not None:
         known += 1
     fields: tuple[Any, ...] | None = None
-    extras = None
     args: Any = record.args
     if (
         len(data) == known
@@ -325,7 +329,9 @@ def capture(run: Run, record: logging.LogRecord) -> None:  # noqa: C901, PLR0912
         if not args:
             args = ()
     if fields is None:
-        fields, args, extras, problem = _snapshot(record)
+        fields, args, found, problem = _snapshot(record)
+        if found is not None:
+            extras = found if extras is None else {**found, **extras}
         if problem:
             problems = (*problems, problem)
     lane = _lane

@@ -28,6 +28,7 @@ from typing import Any, Final
 from logbridge import _jsonsafe, _report, _state
 from logbridge._errors import MissingExtraError
 from logbridge._handler import RunHandler, capture, thread_state
+from logbridge._logrecords import IMMUTABLE, STANDARD
 from logbridge._run import Run
 
 try:
@@ -53,6 +54,8 @@ _LEVELS: Final = {
 _NOT_EXTRA: Final = frozenset(
     {"event", "level", "logger", "_record", "_from_structlog", "exc_info"}
 )
+"""Keys of an event that are neither extras nor tagging keys of its record."""
+_TAGGING: Final = frozenset({"metrics", "step", "tags"})
 
 
 class RunProcessor:
@@ -106,7 +109,7 @@ class RunProcessor:
         run = handler._run or _state._current or handler._resolve()  # noqa: SLF001
         if run is None:
             return
-        record = _to_record(logger, method_name, event_dict, source)
+        record, extras = _to_record(logger, method_name, event_dict, source)
         # ProcessorFormatter hands us a copy of the record: remember the original, which is
         # what a RunHandler beside the formatter's handler gets.
         state.last = event_dict if source is None else _original(source, sys._getframe(2))  # noqa: SLF001
@@ -114,7 +117,7 @@ class RunProcessor:
             # The chain ends in this stdlib logger (structlog.stdlib.LoggerFactory): the record
             # it makes of the rendered event is this event again, for a RunHandler to skip.
             state.structlog_call = _structlog_call(sys._getframe(2))  # noqa: SLF001
-        capture(run, record)
+        capture(run, record, extras)
 
 
 def _same_record(last: object, record: logging.LogRecord) -> bool:
@@ -158,7 +161,15 @@ def _structlog_call(frame: FrameType | None) -> FrameType | None:
 
 def _to_record(
     logger: Any, method_name: str, event: Mapping[str, Any], source: logging.LogRecord | None
-) -> logging.LogRecord:
+) -> tuple[logging.LogRecord, dict[str, Any] | None]:
+    """Return the event as a `LogRecord` and its extras, for `capture`.
+
+    A native event's extras come apart from its record (None if it has none), so that `capture`
+    takes its common path rather than `_logrecords.snapshot`; they are what snapshot would take
+    from a record holding them. ``source``'s copy (the structlog-stdlib integration) holds its
+    extras, beside those of the stdlib call: the extras returned are None. A key that is a
+    `LogRecord` attribute replaces it.
+    """
     level_name = str(event.get("level") or method_name).lower()
     level = _LEVELS.get(level_name, logging.INFO)
     name = event.get("logger") or (source.name if source is not None else None)
@@ -170,17 +181,25 @@ def _to_record(
         record = logging.makeLogRecord(source.__dict__)
         record.msg, record.args = message, None
         record.exc_info = None
+        record.name = str(name)
     else:
         record = logging.LogRecord(str(name), level, "", 0, message, None, None)
     record.exc_text = _exception_text(event.get("exc_info"), event) or record.exc_text
-    extras = record.__dict__
-    for key, value in event.items():
-        if key not in _NOT_EXTRA:
-            extras[key] = value if key in ("metrics", "step", "tags") else _jsonsafe.safe(value)
-    if source is not None:
-        record.name = str(name)
     record.process = record.process or os.getpid()
-    return record
+    data = record.__dict__
+    extras = data if source is not None else {}
+    for key, value in event.items():
+        if key in _NOT_EXTRA:
+            continue
+        if key in _TAGGING:
+            data[key] = value  # copied by capture
+            if key != "step":
+                continue  # a step is an extra as well
+        if key in STANDARD:
+            data[key] = _jsonsafe.safe(value)
+        elif extras is not data or key != "step":
+            extras[key] = value if type(value) in IMMUTABLE else _jsonsafe.safe(value)
+    return record, (extras or None) if extras is not data else None
 
 
 def _exception_text(exc_info: Any, event: Mapping[str, Any]) -> str | None:
