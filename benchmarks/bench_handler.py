@@ -9,7 +9,8 @@ rotates from round to round so that load from other processes falls on all of th
 * reference handlers, for context: the standard library's ``FileHandler`` and ``QueueHandler``
   (with a ``QueueListener`` feeding a do-nothing handler), python-json-logger's
   ``JsonFormatter`` on a ``FileHandler``, structlog rendering JSON to a file, and structlog
-  with `logbridge.structlog.RunProcessor` in its chain.
+  with `logbridge.structlog.RunProcessor` in its chain; and the baseline itself while another
+  thread of the process runs Python code (what any thread beside the caller costs it).
 
 Per call it reports the calling thread's CPU (``time.thread_time``) spent in the loop; the whole
 pipeline: wall time from the first call until the record is where it belongs (in the run's log
@@ -19,6 +20,11 @@ baseline's CPU, the pipeline's cost in a form that load from other processes cha
 Targets: caller CPU <= 1.3x the baseline, pipeline <= 3x the baseline's wall time. Every figure
 is the median of ``--repeat`` rounds; ratios are medians of the ratios of each round (each
 subject against the baseline of the same round).
+
+With ``--one-cpu`` the whole process runs on one CPU, so the writer thread works on the caller's
+core: what is left of the caller's figure is logbridge's own work, without the cost of the two
+threads' Python work on two cores (the objects, reference counts and allocator pools they
+share move between the cores' caches at every GIL hand-off).
 
 It also measures a call below the handler's level (RunHandler at WARNING against the do-nothing
 handler at WARNING) and, with ``tracemalloc``, the memory each queued record holds while the
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import logging
 import logging.handlers
 import os
@@ -38,6 +45,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
@@ -225,6 +233,29 @@ def structlog_run_processor(records: int) -> Figures:
     return figures
 
 
+def beside_a_busy_thread(records: int) -> Figures:
+    """The baseline while another thread of the process runs Python code that allocates.
+
+    Not a handler: what any thread doing Python work beside the logging thread costs it (the
+    GIL hand-offs, the objects and allocator pools the two threads share across two cores),
+    the part of RunHandler's caller figure that its writer thread brings whatever it does.
+    """
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            words = [f"{i}:{i * 0.5}" for i in range(200)]
+            json.loads(json.dumps({word: (word, 1.5, None) for word in words}))
+
+    thread = threading.Thread(target=busy, name="bench-busy", daemon=True)
+    thread.start()
+    try:
+        return baseline(records)
+    finally:
+        stop.set()
+        thread.join()
+
+
 def has(module: str) -> bool:
     try:
         __import__(module)
@@ -238,6 +269,7 @@ SUBJECTS: dict[str, Callable[[int], Figures]] = {
     "stdlib FileHandler": file_handler,
     "stdlib QueueHandler": queue_handler,
     "python-json-logger file": json_file_handler,
+    "no-op beside busy thread": beside_a_busy_thread,
 }
 if has("structlog"):
     SUBJECTS["structlog JSON file"] = structlog_json
@@ -392,7 +424,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="orjson",
         help="JSON backend of the run's log (orjson falls back to json when not installed)",
     )
+    parser.add_argument(
+        "--one-cpu",
+        action="store_true",
+        help="run the whole process on one CPU (Linux): the writer thread shares the caller's core",
+    )
     args = parser.parse_args(argv)
+    if args.one_cpu:
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})  # before any thread starts: they all inherit it
+        print(f"pinned to CPU {cpu}")
     from logbridge import _logrecords
 
     backend = _logrecords.use_backend(args.json_backend)

@@ -40,9 +40,31 @@ def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
         "stdlib FileHandler",
         "stdlib QueueHandler",
         "python-json-logger file",
+        "no-op beside busy thread",
         "below the handler's level",
         "bytes per queued record",
     ):
         assert expected in out, out
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir())  # every store and file it made is gone
+
+
+@pytest.mark.processes
+def test_bench_handler_runs_on_one_cpu(tmp_path: Path) -> None:
+    """``--one-cpu`` pins the process before any thread starts and says on which CPU."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            *("--records", "200", "--repeat", "1", "--no-references"),
+            *("--memory-records", "100", "--one-cpu"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pinned to CPU " in done.stdout
+    assert "RunHandler caller CPU:" in done.stdout
