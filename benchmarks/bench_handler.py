@@ -9,7 +9,8 @@ rotates from round to round so that load from other processes falls on all of th
 * reference handlers, for context: the standard library's ``FileHandler`` and ``QueueHandler``
   (with a ``QueueListener`` feeding a do-nothing handler), python-json-logger's
   ``JsonFormatter`` on a ``FileHandler``, structlog rendering JSON to a file, and structlog
-  with `logbridge.structlog.RunProcessor` in its chain; and the baseline itself while another
+  with `logbridge.structlog.RunProcessor` in its chain, OpenTelemetry's ``LoggingHandler``
+  batching into an exporter that drops everything; and the baseline itself while another
   thread of the process runs Python code (what any thread beside the caller costs it).
 
 Per call it reports the calling thread's CPU (``time.thread_time``) spent in the loop; the whole
@@ -233,6 +234,34 @@ def structlog_run_processor(records: int) -> Figures:
     return figures
 
 
+def otel_logging_handler(records: int) -> Figures:
+    """OpenTelemetry's ``LoggingHandler``, batching into an exporter that drops everything."""
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import (
+        BatchLogRecordProcessor,
+        LogRecordExporter,
+        LogRecordExportResult,
+    )
+
+    class NullExporter(LogRecordExporter):
+        def export(self, batch: Sequence[Any]) -> LogRecordExportResult:  # noqa: ARG002
+            return LogRecordExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            """Nothing to release."""
+
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002
+            return True
+
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(NullExporter()))
+    log = logger_with(LoggingHandler(logging.NOTSET, logger_provider=provider))
+    figures = timed(records, lambda: tagged_calls(log, records), provider.force_flush)
+    logger_with(NoopHandler())
+    provider.shutdown()
+    return figures
+
+
 def beside_a_busy_thread(records: int) -> Figures:
     """The baseline while another thread of the process runs Python code that allocates.
 
@@ -271,6 +300,8 @@ SUBJECTS: dict[str, Callable[[int], Figures]] = {
     "python-json-logger file": json_file_handler,
     "no-op beside busy thread": beside_a_busy_thread,
 }
+if has("opentelemetry.sdk"):
+    SUBJECTS["OpenTelemetry handler"] = otel_logging_handler
 if has("structlog"):
     SUBJECTS["structlog JSON file"] = structlog_json
     SUBJECTS["structlog + RunProcessor"] = structlog_run_processor

@@ -41,6 +41,7 @@ def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
         "stdlib QueueHandler",
         "python-json-logger file",
         "no-op beside busy thread",
+        "OpenTelemetry handler",
         "below the handler's level",
         "bytes per queued record",
     ):
