@@ -216,10 +216,11 @@ class RecordFormatter(BaseJsonFormatter):
                 # its time, message, metrics and step or extras put in; `_learn_site` checked
                 # that this gives the JSON of `_render_dict`.
                 head, middle, tail = text
-                line = f"{head}{self.number(created)}{middle}{_encode_string(message)}{tail}"
-                if metrics is not None:
-                    line = f"{line}{self._metrics_at}{self.jsonify_log_record(metrics)}"
-                return f"{line}{after}}}"
+                when, said = self.number(created), _encode_string(message)
+                if metrics is None:
+                    return f"{head}{when}{middle}{said}{tail}{after}}}"
+                shown = self.jsonify_log_record(metrics)
+                return f"{head}{when}{middle}{said}{tail}{self._metrics_at}{shown}{after}}}"
         return self._render_dict(fields, message, metrics, tags, plain=True)
 
     def _extras_text(self, extras: dict[Any, Any]) -> str | None:
@@ -553,8 +554,8 @@ def flat(captured: ev.RecordCaptured) -> ev.Captured:
 
 def _convert(captured: ev.Captured, out: list[ev.Event]) -> None:
     run_id = captured[0]
-    raw_step, raw_tags, captured_problems, _, count = captured[_STEP:_NAMES]
-    problems = list(captured_problems)
+    raw_step, raw_tags, count = captured[_STEP], captured[_TAGS], captured[_COUNT]
+    problems = list(captured[_PROBLEMS])
     args = captured[_NAMES:] if count is None else captured[_NAMES + 2 * count :]
     msg = captured[_MSG]
     try:
