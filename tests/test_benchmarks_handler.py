@@ -10,29 +10,27 @@ import pytest
 
 BENCH = Path(__file__).parent.parent / "benchmarks" / "bench_handler.py"
 
+pytestmark = pytest.mark.processes
 
-@pytest.mark.processes
-def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
-    """A tiny run prints the baseline, RunHandler, references, below-level and memory lines."""
+
+def bench_handler(folder: Path, *args: str) -> str:
+    """Run bench_handler.py in ``folder`` and return what it printed; it must succeed."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--records",
-            "300",
-            "--repeat",
-            "1",
-            "--memory-records",
-            "200",
-        ],
+        [sys.executable, str(BENCH), *args],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=tmp_path,
+        cwd=folder,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    out = done.stdout
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
+    """A tiny run prints the baseline, RunHandler, references, below-level and memory lines."""
+    out = bench_handler(tmp_path, "--records", "300", "--repeat", "1", "--memory-records", "200")
     for expected in (
         "baseline (do-nothing handler)",
         "RunHandler caller CPU:",
@@ -46,26 +44,14 @@ def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
         "bytes per queued record",
     ):
         assert expected in out, out
-    assert "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir())  # every store and file it made is gone
 
 
-@pytest.mark.processes
 def test_bench_handler_runs_on_one_cpu(tmp_path: Path) -> None:
     """``--one-cpu`` pins the process before any thread starts and says on which CPU."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            *("--records", "200", "--repeat", "1", "--no-references"),
-            *("--memory-records", "100", "--one-cpu"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "pinned to CPU " in done.stdout
-    assert "RunHandler caller CPU:" in done.stdout
+    out = bench_handler(
+        tmp_path, "--records", "200", "--repeat", "1", "--no-references",
+        "--memory-records", "100", "--one-cpu",
+    )  # fmt: skip
+    assert "pinned to CPU " in out
+    assert "RunHandler caller CPU:" in out

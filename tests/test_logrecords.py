@@ -130,25 +130,18 @@ def test_a_record_with_extras_from_its_call_sites_text_is_what_the_dict_gives(
     assert formatter.backend == backend
 
 
-def test_a_queued_record_is_a_flat_tuple_the_collector_stops_tracking() -> None:
+def test_a_queued_record_is_a_flat_tuple_the_collector_stops_tracking(
+    queued: tuple[Any, list[Any]],
+) -> None:
     """The handler queues one flat tuple: fields, metrics and message arguments side by side.
 
     A tuple holding a tuple (the arguments', the metrics') would stay tracked a pass longer,
     and a named tuple until written.
     """
-    queued: list[Any] = []
-
-    class Recorder:
-        accepting = True
-
-    run: Any = object()
-    _handler._lane = (run, "run-id", Recorder(), queued, 10)  # type: ignore[assignment]
-    try:
-        rec = record(metrics={"loss": 0.5, "acc": 1}, step=3)
-        _handler.capture(run, rec)
-    finally:
-        _handler.forget_recorders()
-    (event,) = queued
+    run, records = queued
+    rec = record(metrics={"loss": 0.5, "acc": 1}, step=3)
+    _handler.capture(run, rec)
+    (event,) = records
     assert type(event) is tuple
     fields = _logrecords.fields_of(rec.__dict__)
     assert event == ("run-id", *fields, 3, None, (), None, 2, "loss", "acc", 0.5, 1, 3)

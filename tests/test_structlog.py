@@ -348,24 +348,17 @@ def _native_events() -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("event", _native_events(), ids=lambda event: str(event["event"]))
-def test_a_native_event_is_queued_as_its_log_record_would_be(event: dict[str, Any]) -> None:
+def test_a_native_event_is_queued_as_its_log_record_would_be(
+    event: dict[str, Any], queued: tuple[Any, list[Any]]
+) -> None:
     """A native event's record, with its extras apart, is queued as the record holding them
     in its ``__dict__`` (through `_logrecords.snapshot`): the same fields, the same line."""
-    queued: list[Any] = []
-
-    class Recorder:
-        accepting = True
-
-    run: Any = object()
-    _handler._lane = (run, "run-id", Recorder(), queued, 10)  # type: ignore[assignment]
-    try:
-        record, extras = logbridge_structlog._to_record(None, "info", event, None)
-        _handler.capture(run, record, extras)
-        record.__dict__.update(extras or {})
-        _handler.capture(run, record)
-    finally:
-        _handler.forget_recorders()
-    apart, held = queued
+    run, records = queued
+    record, extras = logbridge_structlog._to_record(None, "info", event, None)
+    _handler.capture(run, record, extras)
+    record.__dict__.update(extras or {})
+    _handler.capture(run, record)
+    apart, held = records
     assert ("KeyError: 'k'" in (apart[_logrecords._EXC_TEXT] or "")) == (event["event"] == "failed")
     assert apart[: _logrecords._EXTRAS] == held[: _logrecords._EXTRAS]
     # What is stored: the same line (immutable extras are made JSON-safe on the writer thread).
