@@ -168,7 +168,7 @@ def _to_record(
     takes its common path rather than `_logrecords.snapshot`; they are what snapshot would take
     from a record holding them. ``source``'s copy (the structlog-stdlib integration) holds its
     extras, beside those of the stdlib call: the extras returned are None. A key that is a
-    `LogRecord` attribute replaces it.
+    `LogRecord` attribute replaces it (a copy keeps the logger name the event gives).
     """
     level_name = str(event.get("level") or method_name).lower()
     level = _LEVELS.get(level_name, logging.INFO)
@@ -181,11 +181,9 @@ def _to_record(
         record = logging.makeLogRecord(source.__dict__)
         record.msg, record.args = message, None
         record.exc_info = None
-        record.name = str(name)
     else:
         record = logging.LogRecord(str(name), level, "", 0, message, None, None)
     record.exc_text = _exception_text(event.get("exc_info"), event) or record.exc_text
-    record.process = record.process or os.getpid()
     data = record.__dict__
     extras = data if source is not None else {}
     for key, value in event.items():
@@ -199,6 +197,9 @@ def _to_record(
             data[key] = _jsonsafe.safe(value)
         elif extras is not data or key != "step":
             extras[key] = value if type(value) in IMMUTABLE else _jsonsafe.safe(value)
+    if source is not None:
+        record.name = str(name)
+    record.process = record.process or os.getpid()
     return record, (extras or None) if extras is not data else None
 
 
