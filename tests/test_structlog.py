@@ -363,3 +363,16 @@ def test_a_native_event_is_queued_as_its_log_record_would_be(
     assert apart[: _logrecords._EXTRAS] == held[: _logrecords._EXTRAS]
     # What is stored: the same line (immutable extras are made JSON-safe on the writer thread).
     assert _logrecords.expand([apart]) == _logrecords.expand([held])
+
+
+def test_a_copied_stdlib_record_keeps_its_logger_name_and_takes_the_other_keys() -> None:
+    """In the structlog-stdlib integration an event's ``name`` key does not rename the logger;
+    its other keys are extras of the copy, and ``exc_info`` is not carried over."""
+    source = logging.LogRecord("app", logging.INFO, "train.py", 7, "raw", None, None)
+    event = {"event": "epoch", "name": "other", "user": "ann", "step": 3, "_record": source}
+    record, extras = logbridge_structlog._to_record(None, "info", event, source)
+    assert extras is None  # the copy holds them
+    assert (record.name, record.msg, record.lineno) == ("app", "epoch", 7)
+    assert (record.__dict__["user"], record.__dict__["step"]) == ("ann", 3)
+    assert record.exc_info is None
+    assert record is not source
