@@ -190,12 +190,12 @@ def _to_record(
         if key in _NOT_EXTRA:
             continue
         if key in _TAGGING:
-            data[key] = value  # copied by capture
-            if key != "step":
-                continue  # a step is an extra as well
+            data[key] = value  # copied by capture; a step is an extra as well
+            if key != "step" or extras is data:
+                continue
         if key in STANDARD:
             data[key] = _jsonsafe.safe(value)
-        elif extras is not data or key != "step":
+        else:
             extras[key] = value if type(value) in IMMUTABLE else _jsonsafe.safe(value)
     if source is not None:
         record.name = str(name)
