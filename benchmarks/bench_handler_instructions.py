@@ -14,7 +14,9 @@ differences, so that start-up and set-up cancel out:
 * ``pipeline``: the call with RunHandler ``--records`` times, then ``run.flush()``.
 
 It prints instructions per call for the baseline, the caller's side and the whole pipeline, and
-their ratios to the baseline. Needs valgrind (Debian's package ``valgrind``).
+their ratios to the baseline. With ``--structlog`` it also counts bench_handler.py's structlog
+chain (``structlog``) and what `logbridge.structlog.RunProcessor` adds to it in the caller's
+thread (``processor``, the writer held back). Needs valgrind (Debian's package ``valgrind``).
 
     .venv/bin/python benchmarks/bench_handler_instructions.py [--records 20000]
 """
@@ -31,8 +33,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-MODES = ("baseline", "caller", "pipeline")
+MODES = ("baseline", "caller", "pipeline", "structlog", "processor")
 
 
 def measured(mode: str, records: int) -> None:
@@ -50,6 +53,9 @@ def measured(mode: str, records: int) -> None:
     os.environ["LOGBRIDGE_QUEUE_SIZE"] = str(records + 1_000)
     os.environ["LOGBRIDGE_HOME"] = tempfile.mkdtemp(prefix="bench-instructions-")
     run = logbridge.start_run(experiment="bench", name="instructions")
+    if mode in ("structlog", "processor"):
+        structlog_calls(run, records, processor=mode == "processor")
+        os._exit(0)
     log = bench_handler.logger_with(logbridge.RunHandler())
     bench_handler.tagged_calls(log, 100, start=-100)  # start the writer, name the metrics
     run.flush()
@@ -62,6 +68,29 @@ def measured(mode: str, records: int) -> None:
         run.flush()
     logging.shutdown()
     os._exit(0)  # no exit drain: it is not what is measured
+
+
+def structlog_calls(run: Any, records: int, *, processor: bool) -> None:
+    """bench_handler.py's structlog chain, with or without RunProcessor, the writer held back."""
+    import bench_handler
+    import structlog
+
+    from logbridge import _state
+    from logbridge.structlog import RunProcessor
+
+    processors = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso"),
+        *([RunProcessor()] if processor else []),
+        structlog.processors.JSONRenderer(),
+    ]
+    with bench_handler.scratch_file() as path:
+        bench_handler.structlog_calls(processors, path, 100)  # start the writer, name metrics
+        run.flush()
+        recorder = _state.existing_recorder(run.store)
+        assert recorder is not None
+        recorder._write_lock.acquire()  # noqa: SLF001 - hold the writer back
+        bench_handler.structlog_calls(processors, path, records)
 
 
 def count(mode: str, records: int) -> int:
@@ -91,6 +120,11 @@ def count(mode: str, records: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000, help="tagged calls per run")
+    parser.add_argument(
+        "--structlog",
+        action="store_true",
+        help="also count what RunProcessor adds to a structlog chain in the caller's thread",
+    )
     parser.add_argument("--run", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
@@ -108,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  baseline (do-nothing handler): {base:,.0f}")
     print(f"  RunHandler, caller's side:     {caller:,.0f}  {caller / base:.2f}x")
     print(f"  RunHandler, whole pipeline:    {pipeline:,.0f}  {pipeline / base:.2f}x")
+    if args.structlog:
+        chain = count("structlog", n) - count("structlog", 0)
+        added = count("processor", n) - count("processor", 0) - chain
+        print(f"  structlog chain (JSON):        {chain / n:,.0f}")
+        print(f"  RunProcessor in it, caller:    +{added / n:,.0f}")
     return 0
 
 

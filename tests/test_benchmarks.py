@@ -74,12 +74,16 @@ def test_otel_benchmark_checks_the_store_and_the_losses_it_reports() -> None:
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
 def test_instruction_count_benchmark_prints_its_ratios() -> None:
-    """bench_handler_instructions counts the three modes under callgrind and prints ratios."""
-    out = run_benchmark("bench_handler_instructions.py", "--records", "300", timeout=600)
+    """bench_handler_instructions counts every mode under callgrind and prints ratios."""
+    out = run_benchmark(
+        "bench_handler_instructions.py", "--records", "300", "--structlog", timeout=900
+    )
     assert "300 tagged calls, instructions per call" in out
     assert "baseline (do-nothing handler):" in out
     assert "RunHandler, caller's side:" in out
     assert "RunHandler, whole pipeline:" in out
+    assert "structlog chain (JSON):" in out
+    assert "RunProcessor in it, caller:    +" in out
 
 
 def test_writer_process_sketch_prints_its_figures() -> None:
