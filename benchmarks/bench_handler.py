@@ -27,9 +27,15 @@ core: what is left of the caller's figure is logbridge's own work, without the c
 threads' Python work on two cores (the objects, reference counts and allocator pools they
 share move between the cores' caches at every GIL hand-off).
 
-It also measures a call below the handler's level (RunHandler at WARNING against the do-nothing
-handler at WARNING) and, with ``tracemalloc``, the memory each queued record holds while the
-writer thread is held back.
+The figures above come from one unbroken burst of calls, which the writer cannot keep up
+with. It also measures:
+
+* ``paced``: the caller's CPU when the calls come in bursts of 500, 10 ms apart, so that the
+  writer catches up in the pauses, as it can in a training loop that logs between steps;
+* a call below the handler's level (RunHandler at WARNING against the do-nothing handler at
+  WARNING);
+* with ``tracemalloc``, the memory each queued record holds while the writer thread is held
+  back.
 """
 
 from __future__ import annotations
@@ -368,6 +374,52 @@ def report(records: int, repeat: int, *, references: bool) -> None:
     )
 
 
+BURST = 500
+PAUSE = 0.01
+
+
+def paced_calls(log: logging.Logger, records: int) -> tuple[float, float]:
+    """Tagged calls in bursts of `BURST`, `PAUSE` seconds apart, as a training loop logs
+    between steps; return the caller thread's CPU in the bursts and the wall time in all."""
+    cpu = 0.0
+    wall0 = time.perf_counter()
+    for start in range(0, records, BURST):
+        cpu += tagged_calls(log, min(BURST, records - start), start)[0]
+        time.sleep(PAUSE)
+    return cpu, time.perf_counter() - wall0
+
+
+def paced_baseline(records: int) -> Figures:
+    log = logger_with(NoopHandler())
+    return timed(records, lambda: paced_calls(log, records), lambda: None)
+
+
+def paced_run_handler(records: int) -> Figures:
+    with temporary_store() as store:
+        run = logbridge.start_run(experiment="bench", name="paced")
+        log = logger_with(logbridge.RunHandler())
+        tagged_calls(log, 100, start=-100)
+        run.flush()
+        figures = timed(records, lambda: paced_calls(log, records), run.flush)
+        run.complete()
+        logger_with(NoopHandler())
+        check_stored(store, run.id, records + 100)
+    return figures
+
+
+def paced(records: int, repeat: int) -> None:
+    """The caller's CPU when the calls come in bursts with pauses in which the writer catches up."""
+    base, results = rounds({"RunHandler": paced_run_handler}, paced_baseline, records, repeat)
+    b = median([f["caller"] for f in base]) * 1e6
+    r = median([f["caller"] for f in results["RunHandler"]]) * 1e6
+    rel = ratio(results["RunHandler"], base, "caller", "caller")
+    print(
+        f"\npaced: bursts of {BURST} tagged calls, {PAUSE * 1000:.0f} ms apart (the writer catches "
+        "up in the pauses), caller CPU per call"
+    )
+    print(f"  baseline {b:.2f} us, RunHandler {r:.2f} us: {rel:.2f}x")
+
+
 def below_level(records: int, repeat: int) -> None:
     """A tagged INFO call reaching a handler at WARNING: RunHandler against the baseline."""
     base, results = rounds(
@@ -474,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"call: {CALL}")
     report(args.records, args.repeat, references=not args.no_references)
+    paced(args.records, args.repeat)
     below_level(args.records, args.repeat)
     queued_memory(min(args.memory_records, args.records))
     return 0

@@ -40,6 +40,7 @@ def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
         "python-json-logger file",
         "no-op beside busy thread",
         "OpenTelemetry handler",
+        "paced: bursts of 500 tagged calls",
         "below the handler's level",
         "bytes per queued record",
     ):
