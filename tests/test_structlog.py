@@ -343,6 +343,8 @@ def _native_events() -> list[dict[str, Any]]:
         {"event": "step only", "step": 7, "timestamp": "2026-11-23T10:00:00Z"},
         {"event": "_private", "_hidden": 1, "visible": 2},
         {"event": "clashes", "process": "trainer", "name": "n"},  # LogRecord attributes
+        # "message" is not set on a fresh record: capture takes snapshot's path, extras given
+        {"event": "slow path", "message": "m", "user": "ann", "step": 2},
         failed,
     ]
 
