@@ -723,6 +723,7 @@ def test_exit_past_its_deadline_counts_what_is_left(store: Path) -> None:
         "LOGBRIDGE_FLUSH_INTERVAL": "60",
         "LOGBRIDGE_EXIT_TIMEOUT": "0.1",
         "LOGBRIDGE_QUEUE_SIZE": "1000000",
+        "LOGBRIDGE_WRITER_PROCESS_AFTER": "never",  # a writer process: the test below
     }
     proc = start_script(store, FULL_QUEUE_AT_EXIT, env=limits, stdin=True)
     assert proc.stdin is not None

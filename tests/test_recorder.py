@@ -168,6 +168,8 @@ def test_drop_policy_counts_every_point_it_drops_and_keeps_the_final_status(
     """
     monkeypatch.setenv("LOGBRIDGE_QUEUE_SIZE", "100")
     monkeypatch.setenv("LOGBRIDGE_QUEUE_FULL", "drop")
+    # The writer thread's bound; a writer process also holds what fits in its pipe.
+    monkeypatch.setenv("LOGBRIDGE_WRITER_PROCESS_AFTER", "never")
     run = logbridge.start_run(experiment="drop")
     with store_locked(store):
         for seq in range(50_000):

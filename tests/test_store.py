@@ -27,6 +27,7 @@ from logbridge import _recorder, _sqlite, _state
 
 KILLED_WRITER = """
 import os, signal, sys
+os.environ["LOGBRIDGE_WRITER_PROCESS_AFTER"] = "never"  # a writer process would outlive it
 import logbridge
 run = logbridge.start_run(experiment="killed", store=sys.argv[1])
 for i in range(200):
@@ -358,6 +359,7 @@ def test_disk_full_mid_run_drops_are_counted_and_writing_resumes(
     once, records the drop count in the run and stores the new points.
     """
     monkeypatch.setattr(_recorder, "_RETRY_FOR", 0.2)
+    monkeypatch.setenv("LOGBRIDGE_WRITER_PROCESS_AFTER", "never")  # the connection patched here
     run = logbridge.start_run(experiment="full")
     run.log("before", 1.0)
     assert run.flush(10)

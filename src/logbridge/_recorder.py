@@ -21,12 +21,15 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from logbridge import _events as ev
 from logbridge import _liveness, _logrecords, _report
 from logbridge._sinks import Sink
 from logbridge._store import SQLiteStore
+
+if TYPE_CHECKING:
+    from logbridge._writer_process import WriterProcess
 
 _OPEN: Final = 0
 _CLOSING: Final = 1
@@ -108,9 +111,14 @@ class Recorder:
         *,
         queue_size: int,
         full_policy: str,
-        flush_interval: float,
+        flush_interval: float = 0.5,
+        process_after: int | None = None,
     ) -> None:
-        """Create a recorder for ``store``; its writer thread starts with the first event."""
+        """Create a recorder for ``store``; its writer thread starts with the first event.
+
+        ``process_after``: events written from the writer thread before a writer process
+        takes the writing over (`_writer_process`); None: never.
+        """
         self.store = store
         self._queue: collections.deque[ev.Event | ev.Captured | _Flush] = collections.deque()
         self._maxsize = queue_size
@@ -150,8 +158,9 @@ class Recorder:
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_held = False
         self._checkpoint_thread: threading.Thread | None = None
-        self.written = 0
-        """Events written so far (for tests and benchmarks)."""
+        self._written = 0
+        self._process: WriterProcess | None = None
+        self._process_after = process_after
 
     # -- the caller's side ---------------------------------------------------------------
 
@@ -227,12 +236,22 @@ class Recorder:
                 return
             self._thread = thread
             self.accepting = True
-            checkpoints = threading.Thread(
-                target=self._checkpoint_loop, name="logbridge-checkpoint", daemon=True
-            )
-            with contextlib.suppress(RuntimeError):  # finalising: the writer checkpoints
-                checkpoints.start()
-                self._checkpoint_thread = checkpoints
+            self.start_checkpoints()
+
+    def start_checkpoints(self) -> None:
+        """Start the thread that checkpoints the store after each batch (`_checkpoint_loop`)."""
+        checkpoints = threading.Thread(
+            target=self._checkpoint_loop, name="logbridge-checkpoint", daemon=True
+        )
+        with contextlib.suppress(RuntimeError):  # finalising: the writer checkpoints
+            checkpoints.start()
+            self._checkpoint_thread = checkpoints
+
+    @property
+    def written(self) -> int:
+        """Events written so far, by the writer thread and the writer process (for tests)."""
+        process = self._process
+        return self._written + (process.written if process is not None else 0)
 
     def flush(self, timeout: float | None = None, *, sinks: bool = False) -> bool:
         """Wait until everything queued before this call is written; return False on timeout.
@@ -268,8 +287,9 @@ class Recorder:
         if not self._lock_writes(-1):
             raise RuntimeError("write_now called while this thread is writing")
         try:
+            self._sync_process()  # what the writer process holds goes first
             self.store.write(events)
-            self.written += len(events)
+            self._written += len(events)
             self._to_sinks(events)
         finally:
             self._unlock_writes()
@@ -308,6 +328,7 @@ class Recorder:
             self._drain_late()
         else:
             self._give_up(timeout)
+        self._end_process(deadline)
         self._stop_checkpoints(deadline)
         if self._sinks:
             self._shutdown_sinks(deadline)
@@ -381,6 +402,8 @@ class Recorder:
         try:
             queued, markers = self._take_queued()
             self._write([*queued, event])
+            if markers:
+                self._sync_process()
         finally:
             self._unlock_writes()
         for marker in markers:
@@ -395,6 +418,8 @@ class Recorder:
             events, markers = self._take_queued()
             if events or self._drop_log:
                 self._write(events)
+            if markers:
+                self._sync_process()
         finally:
             self._unlock_writes()
         for marker in markers:
@@ -506,12 +531,110 @@ class Recorder:
                 # A flush also writes the drops counted since the last batch.
                 if batch or (marker is not None and self._drop_log):
                     self._write(batch)
+                if marker is not None:
+                    self._sync_process()
             finally:
                 self._unlock_writes()
             if marker is not None:
                 marker.done.set()
 
     def _write(self, queued: Sequence[ev.Event | ev.Captured]) -> None:
+        # With the write lock held. To the writer process once this recorder has written
+        # enough to make it worth its start, else here.
+        process = self._process
+        after = self._process_after
+        if process is None and after is not None and self._written >= after and not self._sinks:
+            process = self._start_process()
+        if process is None:
+            self.write_batch(queued)
+            return
+        if self._sinks:  # a sink added since: it takes events here, after the store
+            self._close_process(process, None)
+            self.write_batch(queued)
+            return
+        batch = [*self._take_drops(), *queued] if self._drop_log else queued
+        try:
+            sent = process.send(batch)
+        except OSError as err:
+            self._lost_process(process, err)
+            return
+        if not sent:  # what the child may not load, and cannot be turned into events here
+            self._sync_process()
+            self.write_batch(batch)
+
+    def _start_process(self) -> WriterProcess | None:
+        from logbridge._writer_process import WriterProcess  # noqa: PLC0415 - rarely needed
+
+        self._process_after = None  # one attempt: on failure, the thread goes on writing
+        try:
+            self._process = WriterProcess(self.store.folder)
+        except Exception as err:
+            _report.once(
+                "writer_process",
+                f"could not start the writer process for {self.store.folder} ({err}); "
+                "writing from the training process's thread instead",
+            )
+        return self._process
+
+    def _sync_process(self) -> None:
+        # With the write lock held: everything sent to the writer process is written.
+        process = self._process
+        if process is not None:
+            try:
+                process.sync()
+            except OSError as err:
+                self._lost_process(process, err)
+
+    def _lost_process(self, process: WriterProcess, err: OSError) -> None:
+        # With the write lock held: the child died; what it did not acknowledge is written here.
+        self._process = None
+        self._written += process.written
+        lost = process.take_unacknowledged()
+        code = process.returncode()
+        process.abandon()
+        _report.once(
+            "writer_process",
+            f"the writer process for {self.store.folder} ended ({err}; exit code {code}); "
+            f"writing from the training process's thread instead ({len(lost)} batches again)",
+        )
+        for batch in lost:
+            self.write_batch(batch)
+
+    def _end_process(self, deadline: float | None) -> None:
+        # Let the writer process write what it holds and exit, within the deadline.
+        process = self._process
+        if process is None:
+            return
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock_writes(-1 if left is None else left):
+            return  # the writer thread is still sending: the child finishes after exit
+        try:
+            self._close_process(process, left)
+        finally:
+            self._unlock_writes()
+
+    def _close_process(self, process: WriterProcess, timeout: float | None) -> None:
+        # With the write lock held.
+        self._process = None
+        done = process.close(timeout)
+        self._written += process.written
+        if not done:
+            _report.always(
+                f"the writer process {process.pid} is still writing to {self.store.folder}; "
+                "it finishes on its own after this process exits"
+            )
+
+    def abandon(self) -> None:
+        """Let go of the parent's writer process, in a forked child (after `after_fork`)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.abandon()
+
+    def write_batch(self, queued: Sequence[ev.Event | ev.Captured]) -> None:
+        """Write ``queued`` to the store from this thread (the writer process's loop too).
+
+        Retries a locked or full store for a while, then counts the batch as dropped.
+        """
         # Captured log records are formatted and rendered here, off the caller's thread. With
         # no sink to hand them to, as the store consumes them (`_Stream`).
         drops: list[ev.Event] = [*self._take_drops()] if self._drop_log else []
@@ -536,9 +659,9 @@ class Recorder:
                 return
             else:
                 if isinstance(batch, _Stream):
-                    self.written += batch.count
+                    self._written += batch.count
                 else:
-                    self.written += len(batch)
+                    self._written += len(batch)
                     self._to_sinks(batch)
                 self._checkpoints.set()
                 if self._failing:

@@ -19,6 +19,10 @@ FLUSH_INTERVAL = "LOGBRIDGE_FLUSH_INTERVAL"
 """Seconds between writes of the recorder; default 0.5."""
 EXIT_TIMEOUT = "LOGBRIDGE_EXIT_TIMEOUT"
 """Seconds the recorder may take to drain at process exit; default 10."""
+WRITER_PROCESS_AFTER = "LOGBRIDGE_WRITER_PROCESS_AFTER"
+"""Events a recorder writes from its thread before a writer process takes over; default 10000.
+
+``0``: from the first batch; ``never``: always from the thread (docs/performance.md)."""
 OTEL = "LOGBRIDGE_OTEL"
 """``1`` (or ``true``, ``yes``, ``on``) sends runs to an OpenTelemetry collector."""
 OTEL_EXIT_TIMEOUT = "LOGBRIDGE_OTEL_EXIT_TIMEOUT"
@@ -36,6 +40,7 @@ DEFAULT_STORE_FOLDER = "logbridge-runs"
 DEFAULT_QUEUE_SIZE = 100_000
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_EXIT_TIMEOUT = 10.0
+DEFAULT_WRITER_PROCESS_AFTER = 10_000
 QUEUE_FULL_POLICIES = ("block", "drop")
 DEFAULT_SNAPSHOT_LIMIT_MB = 300.0
 DEFAULT_VIEWER_URL = "http://127.0.0.1:5055"
@@ -102,6 +107,19 @@ def flush_interval() -> float:
 def exit_timeout() -> float:
     """Return the seconds the recorder may spend draining at exit."""
     return _float(EXIT_TIMEOUT, DEFAULT_EXIT_TIMEOUT)
+
+
+def writer_process_after() -> int | None:
+    """Return the events written from the thread before the writer process starts, or None."""
+    raw = (os.environ.get(WRITER_PROCESS_AFTER) or "").strip().lower()
+    if not raw:
+        return DEFAULT_WRITER_PROCESS_AFTER
+    if raw == "never":
+        return None
+    if raw.isdigit():
+        return int(raw)
+    msg = f"environment variable {WRITER_PROCESS_AFTER}={raw!r} must be a whole number or never"
+    raise ValueError(msg)
 
 
 def otel_enabled() -> bool:

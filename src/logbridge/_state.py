@@ -59,6 +59,7 @@ def recorder(folder: Path) -> Recorder:
                 queue_size=_settings.queue_size(),
                 full_policy=_settings.queue_full_policy(),
                 flush_interval=_settings.flush_interval(),
+                process_after=_settings.writer_process_after(),
             )
             _attach_sinks(found)
             _recorders[folder] = found
@@ -332,6 +333,7 @@ def _after_fork_in_child() -> None:
     _exited = False
     for rec in _recorders.values():
         rec.after_fork()
+        rec.abandon()
     _abandoned.extend(_recorders.values())
     _recorders.clear()
     _owned.clear()
