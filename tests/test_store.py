@@ -542,12 +542,18 @@ print(json.dumps(out))
 
 
 @pytest.mark.processes
-def test_a_really_full_disk_mid_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_really_full_disk_mid_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
     """A store on a 1 MB tmpfs filled to ENOSPC while the run logs 50 points.
 
     Training goes on without an exception, stderr says once that the disk is full and once
-    that writing works again, the 50 points are counted as dropped and later points stored.
+    that writing works again, the 50 points are counted as dropped and later points stored;
+    alike when the writer process writes (it retries for 5 s, the thread here for 0.2 s).
     """
+    after = "never" if writer == "thread" else "0"
+    monkeypatch.setenv("LOGBRIDGE_WRITER_PROCESS_AFTER", after)
     out = _in_private_tmpfs(tmp_path, DISK_FULL_SCRIPT)
     assert out["flushed"] is True
     assert out["dropped_while_full"] in (None, {"store_error": 50})

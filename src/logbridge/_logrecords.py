@@ -764,6 +764,22 @@ def _tags(run_id: str, tags: Any, problems: list[str]) -> ev.TagsSet | None:
     return ev.TagsSet(run_id, tuple(items)) if items else None
 
 
+def settings() -> dict[str, Any]:
+    """The log's settings in this process, for a writer process to render lines alike."""
+    fields = formatter().static_fields
+    return {"backend": _backend, "ranks": {key.upper(): fields[key] for key in fields}}
+
+
+def use_settings(found: dict[str, Any]) -> None:
+    """Render lines as the process that gave `settings` does (in its writer process)."""
+    global _formatter  # noqa: PLW0603
+    for name in _RANK_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(found["ranks"])
+    use_backend(found["backend"])
+    _formatter = None
+
+
 def reset_after_fork() -> None:
     """Forget the formatter (its static fields come from the environment)."""
     global _formatter  # noqa: PLW0603

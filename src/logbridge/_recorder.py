@@ -48,6 +48,8 @@ _RETRY_FOR: Final = 5.0
 _SYNC_WRITE_WAIT: Final = 2.0
 _EXIT_GRACE: Final = 1.0
 """Seconds `close` may wait, past its timeout, to record the drop counts and final statuses."""
+_SINK_SWITCH_WAIT: Final = 30.0
+"""Seconds the writer process gets to write what it holds when a sink is added."""
 _FORK_WAIT: Final = 5.0
 """Seconds a fork waits for a write in progress to commit before it goes ahead anyway."""
 
@@ -318,6 +320,7 @@ class Recorder:
             self._state = _CLOSING
             self.accepting = False
             self._stopping = True
+            self._process_after = None  # no writer process starts from here on
             thread = self._thread
         finished = True
         if thread is not None and thread is not threading.current_thread():
@@ -540,16 +543,22 @@ class Recorder:
 
     def _write(self, queued: Sequence[ev.Event | ev.Captured]) -> None:
         # With the write lock held. To the writer process once this recorder has written
-        # enough to make it worth its start, else here.
+        # enough to make it worth its start (never once closing), else here.
         process = self._process
         after = self._process_after
-        if process is None and after is not None and self._written >= after and not self._sinks:
+        if (
+            process is None
+            and after is not None
+            and self._written >= after
+            and not self._sinks
+            and not self._stopping
+        ):
             process = self._start_process()
         if process is None:
             self.write_batch(queued)
             return
         if self._sinks:  # a sink added since: it takes events here, after the store
-            self._close_process(process, None)
+            self._close_process(process, _SINK_SWITCH_WAIT)
             self.write_batch(queued)
             return
         batch = [*self._take_drops(), *queued] if self._drop_log else queued
@@ -561,6 +570,7 @@ class Recorder:
         if not sent:  # what the child may not load, and cannot be turned into events here
             self._sync_process()
             self.write_batch(batch)
+        self._write_refused(process)
 
     def _start_process(self) -> WriterProcess | None:
         from logbridge._writer_process import WriterProcess  # noqa: PLC0415 - rarely needed
@@ -571,7 +581,7 @@ class Recorder:
         except Exception as err:
             _report.once(
                 "writer_process",
-                f"could not start the writer process for {self.store.folder} ({err}); "
+                f"could not start a writer process for {self.store.folder} ({err}); "
                 "writing from the training process's thread instead",
             )
         return self._process
@@ -584,45 +594,60 @@ class Recorder:
                 process.sync()
             except OSError as err:
                 self._lost_process(process, err)
+            else:
+                self._write_refused(process)
+
+    def _write_refused(self, process: WriterProcess) -> None:
+        # With the write lock held: what the writer process could not read is written here.
+        for batch in process.take_refused():
+            self.write_batch(batch)
 
     def _lost_process(self, process: WriterProcess, err: OSError) -> None:
-        # With the write lock held: the child died; what it did not acknowledge is written here.
+        # With the write lock held: the child died (or its pipe broke); what it did not
+        # acknowledge is written here, once it has surely stopped.
         self._process = None
+        _, lost = process.finish(0, kill=True)
         self._written += process.written
-        lost = process.take_unacknowledged()
-        code = process.returncode()
-        process.abandon()
         _report.once(
             "writer_process",
-            f"the writer process for {self.store.folder} ended ({err}; exit code {code}); "
-            f"writing from the training process's thread instead ({len(lost)} batches again)",
+            f"the writer process for {self.store.folder} ended ({err}; exit code "
+            f"{process.returncode()}); writing from the training process's thread instead",
         )
         for batch in lost:
             self.write_batch(batch)
 
     def _end_process(self, deadline: float | None) -> None:
         # Let the writer process write what it holds and exit, within the deadline.
-        process = self._process
-        if process is None:
+        if self._process is None:
             return
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._lock_writes(-1 if left is None else left):
             return  # the writer thread is still sending: the child finishes after exit
         try:
-            self._close_process(process, left)
+            process = self._process  # again, under the lock
+            if process is not None:
+                self._close_process(process, left)
         finally:
             self._unlock_writes()
 
     def _close_process(self, process: WriterProcess, timeout: float | None) -> None:
         # With the write lock held.
         self._process = None
-        done = process.close(timeout)
+        done, left = process.finish(timeout, kill=False)
         self._written += process.written
         if not done:
             _report.always(
                 f"the writer process {process.pid} is still writing to {self.store.folder}; "
                 "it finishes on its own after this process exits"
             )
+        elif left:
+            _report.once(
+                "writer_process",
+                f"the writer process for {self.store.folder} ended (exit code "
+                f"{process.returncode()}) before writing everything; writing the rest here",
+            )
+            for batch in left:
+                self.write_batch(batch)
 
     def abandon(self) -> None:
         """Let go of the parent's writer process, in a forked child (after `after_fork`)."""

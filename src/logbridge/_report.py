@@ -35,6 +35,18 @@ def always(message: str) -> None:
         pass
 
 
+def reported() -> list[str]:
+    """The kinds of problem reported so far (handed to the writer process, which skips them)."""
+    with _lock:
+        return sorted(_reported)
+
+
+def mark_reported(kinds: list[str]) -> None:
+    """Take ``kinds`` as reported already: `once` stays silent about them."""
+    with _lock:
+        _reported.update(kinds)
+
+
 def reset() -> None:
     """Forget which problems were reported (for tests and forked children)."""
     with _lock:

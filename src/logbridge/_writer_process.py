@@ -5,24 +5,24 @@ A recorder writes its first events from its writer thread. Once it has written
 (`WriterProcess`): the writer thread pickles each batch of captured records down a pipe, and
 the child formats, renders and writes them with the same code (`Recorder.write_batch`). The
 training process then spends a pickle per batch where it spent the Python work of formatting,
-rendering and SQLite, on a core its own threads share (docs/performance.md).
+rendering and SQLite on a core its own threads share (docs/performance.md).
 
-The child acknowledges each batch once it is committed; the parent keeps what is not yet
-acknowledged, and writes it from its thread if the child dies. A child whose parent dies (even
-by SIGKILL) reads the pipe to its end, writes what it holds, and exits: what reached the pipe
-is not lost. The child runs in a session of its own and ignores SIGINT, so a Ctrl-C or a signal
-to the training's process group does not cut its batches short; the parent's exit ends it.
+The child acknowledges each batch once it is committed, or refuses one it cannot read; the
+parent keeps what is not yet acknowledged and writes it from its thread if the child refuses
+it or dies. A child whose parent dies (even by SIGKILL) reads the pipe to its end, writes what
+it holds and exits: what reached the pipe is not lost. The child runs in a session of its own
+and ignores SIGINT, so a Ctrl-C or a signal to the training's process group does not cut its
+batches short; the parent's exit ends it.
 
-Only the types below travel down the pipe; a record holding anything else (a user's class in
-its tags or step, say) is turned into its events in the parent first (`portable`).
-
-    python -m logbridge._writer_process STORE_FOLDER
+Only a few types travel down the pipe (`_SENDABLE`); a record holding anything else (a user's
+class in its tags or step, say) is turned into its events in the parent first (`portable`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import pickle
 import select
@@ -30,67 +30,84 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import is_dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from logbridge import _events as ev
 from logbridge import _logrecords, _report
 
 _FRAME: Final = struct.Struct("<QQ")
 """A batch's header, parent to child: its length in bytes (0: nothing to write) and its number."""
-_ACK: Final = struct.Struct("<QQ")
-"""An acknowledgement, child to parent: the batch number written, and events written so far."""
-_PORTABLE_MODULES: Final = frozenset(
-    {
-        "builtins",
-        "datetime",
-        "decimal",
-        "fractions",
-        "uuid",
-        "pathlib",
-        "logbridge._events",
-        "logbridge._logrecords",
+_ACK: Final = struct.Struct("<QQQ")
+"""An answer, child to parent: a batch's number, the events written so far, and `_REFUSED`
+if the child could not read the batch (the parent writes it), else 0. Number 0: started."""
+_REFUSED: Final = 1
+_MAX_FRAME: Final = 1 << 34
+"""A larger header is a broken stream: the child stops reading (the parent writes the rest)."""
+_START_TIMEOUT: Final = 10.0
+"""Seconds the child may take to start and open the store before the parent gives up on it."""
+_STOP_TIMEOUT: Final = 2.0
+"""Seconds a dead or killed child gets to close its end before its batches are taken back."""
+_SENDABLE: Final = frozenset(
+    {complex, _logrecords.Frozen}
+    | {
+        kind
+        for kind in vars(ev).values()
+        if isinstance(kind, type)
+        and kind.__module__ == ev.__name__
+        and (is_dataclass(kind) or hasattr(kind, "_fields"))
     }
 )
-"""Modules whose types a batch may hold (the child imports nothing of the user's)."""
+"""The types a batch may hold besides exact str, int, float, bytes, None, bools, tuples, lists,
+dicts, sets and frozensets (which pickle never shows `_Pickler.reducer_override`)."""
+_CHILD: Final = (
+    "import json, sys; config = json.loads(sys.argv[1]); sys.path[:] = config['path']; "
+    "from logbridge._writer_process import main; sys.exit(main(config))"
+)
+"""The child's program: the parent's import path, so it imports the same logbridge."""
 
 
 class _ForeignTypeError(Exception):
-    """A batch holds an object of a type the child may not be able to load."""
+    """A batch holds an object the child may not be able to load."""
 
 
 class _Pickler(pickle.Pickler):
-    # reducer_override is called for every object but exact str, int, float, bytes, tuple,
-    # dict, list, set, frozenset, None and bools: for the rare ones, not per record.
+    # Called for every object but the exact builtin types above: for the rare ones only.
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
         if kind is ev.RecordCaptured:
             return tuple, (_logrecords.flat(obj),)
-        module = kind.__module__
-        if module in _PORTABLE_MODULES or kind is type:
+        if kind in _SENDABLE or (kind is type and obj in _SENDABLE):
             return NotImplemented
-        raise _ForeignTypeError(f"{module}.{kind.__qualname__}")
+        raise _ForeignTypeError(f"{kind.__module__}.{kind.__qualname__}")
 
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module not in _PORTABLE_MODULES or (module == "builtins" and name not in _BUILTINS):
+        found = _LOADABLE.get((module, name))
+        if found is None:
             raise pickle.UnpicklingError(f"the writer process does not load {module}.{name}")
-        return super().find_class(module, name)
+        return found
 
 
-_BUILTINS: Final = frozenset(
-    {"tuple", "complex", "bytearray", "set", "frozenset", "slice", "range"}
-)
-"""The builtins a batch may name (`_Pickler` makes a `RecordCaptured` a tuple)."""
+_LOADABLE: Final = {(kind.__module__, kind.__qualname__): kind for kind in _SENDABLE} | {
+    ("builtins", "tuple"): tuple  # `_Pickler` sends a `RecordCaptured` as its flat tuple
+}
 
 
 def dumps(batch: Sequence[Any]) -> bytes:
     """Pickle ``batch`` for the child; raise `_ForeignTypeError` if it holds what it cannot load."""
     out = io.BytesIO()
-    _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(batch)
+    try:
+        _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(batch)
+    except _ForeignTypeError:
+        raise
+    except Exception as err:  # a generator, a memoryview, a structure too deep to pickle...
+        raise _ForeignTypeError(f"{type(err).__name__}: {err}") from err
     return out.getvalue()
 
 
@@ -107,6 +124,15 @@ def portable(batch: Sequence[Any]) -> list[Any]:
     return out
 
 
+def _spawnable() -> str:
+    """Why no writer process can be started here, or "" if one can."""
+    if getattr(sys, "frozen", False):
+        return "a frozen application has no Python interpreter to start"
+    if not sys.executable:
+        return "sys.executable is empty"
+    return ""
+
+
 class WriterProcess:
     """The parent's end of a writer process for one store.
 
@@ -114,42 +140,61 @@ class WriterProcess:
     """
 
     def __init__(self, folder: Path) -> None:
-        """Start the child (it is ready to read at once; it imports while the pipe fills).
+        """Start the child and wait (up to `_START_TIMEOUT`) until it has opened the store.
 
         Raises:
-            OSError: the child could not be started.
+            OSError: the child could not be started, or did not start in time.
         """
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
-        env["PYTHONSAFEPATH"] = "1"  # nothing from the working folder shadows what it imports
+        reason = _spawnable()
+        if reason:
+            raise OSError(reason)
+        config = {
+            "path": sys.path,
+            "folder": str(folder),
+            "log": _logrecords.settings(),
+            "reported": _report.reported(),
+        }
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "logbridge._writer_process", str(folder)],
+            [sys.executable, "-c", _CHILD, json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
             cwd=folder,
-            env=env,
             start_new_session=True,
         )
         assert self._proc.stdin is not None
         assert self._proc.stdout is not None
-        self._to_child: IO[bytes] = self._proc.stdin
-        self._from_child: IO[bytes] = self._proc.stdout
-        os.set_blocking(self._from_child.fileno(), False)
+        self._to_child: BinaryIO | None = self._proc.stdin  # type: ignore[assignment]
+        self._from_child: BinaryIO | None = self._proc.stdout  # type: ignore[assignment]
+        os.set_blocking(self._proc.stdout.fileno(), False)
+        self._poll = select.poll()
+        self._poll.register(self._proc.stdout.fileno(), select.POLLIN)
         self.pid = self._proc.pid
         self.written = 0
         """Events the child has written so far."""
         self._sent = 0
         self._acknowledged = 0
         self._unacknowledged: deque[tuple[int, Sequence[Any]]] = deque()
+        self._refused: list[Sequence[Any]] = []
         self._partial = b""
+        self._ended = False
+        self._started = False
+        deadline = time.monotonic() + _START_TIMEOUT
+        try:
+            while not self._started and self._read_answers(deadline):
+                pass
+        except OSError:
+            self.finish(0, kill=True)
+            raise
+        if not self._started:
+            self.finish(0, kill=True)
+            raise OSError(f"it did not start within {_START_TIMEOUT:.0f} s")
 
     def send(self, batch: Sequence[Any]) -> bool:
         """Send ``batch`` to be written; False if it holds what the child may not load.
 
         Raises:
-            OSError: the child is gone (`take_unacknowledged` has what it did not write).
+            OSError: the child is gone (`finish` gives back what it did not write).
         """
         try:
             data = dumps(batch)
@@ -161,131 +206,189 @@ class WriterProcess:
                 return False
         self._sent += 1
         self._unacknowledged.append((self._sent, batch))
-        self._write(_FRAME.pack(len(data), self._sent), data)
-        self._read_acknowledgements(wait=False)
+        self._send_frame(_FRAME.pack(len(data), self._sent), data)
+        self._read_answers(None, wait=False)
         return True
 
     def sync(self) -> None:
-        """Return once everything sent so far is written.
+        """Return once everything sent so far is written (or refused: see `take_refused`).
 
         Raises:
-            OSError: the child is gone (`take_unacknowledged` has what it did not write).
+            OSError: the child is gone (`finish` gives back what it did not write).
         """
-        if self._acknowledged == self._sent:
-            self._read_acknowledgements(wait=False)
-            return
-        self._sent += 1
-        self._unacknowledged.append((self._sent, ()))
-        self._write(_FRAME.pack(0, self._sent), b"")
+        if self._acknowledged < self._sent:
+            self._sent += 1
+            self._unacknowledged.append((self._sent, ()))
+            self._send_frame(_FRAME.pack(0, self._sent), b"")
         while self._acknowledged < self._sent:
-            self._read_acknowledgements(wait=True)
+            self._read_answers(None)
 
-    def take_unacknowledged(self) -> list[Sequence[Any]]:
-        """Return the batches sent but not acknowledged (after the child is gone), oldest first."""
-        taken = [batch for _, batch in self._unacknowledged if batch]
-        self._unacknowledged.clear()
-        return taken
+    def take_refused(self) -> list[Sequence[Any]]:
+        """Return the batches the child could not read (the caller writes them), oldest first."""
+        refused, self._refused = self._refused, []
+        return refused
 
-    def close(self, timeout: float | None) -> bool:
+    def finish(self, timeout: float | None, *, kill: bool) -> tuple[bool, list[Sequence[Any]]]:
         """Close the pipe and wait up to ``timeout`` for the child to write the rest and exit.
 
-        Returns whether it did; if not, the child goes on writing on its own.
+        Returns whether it exited, and what it neither wrote nor refused, for the caller to
+        write. If it is still writing at the deadline, ``kill`` kills it (and gives back what
+        it did not acknowledge); otherwise it goes on writing on its own, with nothing given back.
         """
-        self._to_child.close()
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        finally:
-            # OSError: its end of the pipe is closed, and everything it wrote was read.
+        if self._to_child is not None:
             with contextlib.suppress(OSError):
-                self._read_acknowledgements(wait=False)
-            self._from_child.close()
-        return True
+                self._to_child.close()
+            self._to_child = None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._read_to_end(deadline):
+            if not kill:
+                return False, []
+            self._proc.kill()
+            self._read_to_end(time.monotonic() + _STOP_TIMEOUT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(_STOP_TIMEOUT)
+        self._close_answers()
+        left = [batch for _, batch in self._unacknowledged if batch]
+        self._unacknowledged.clear()
+        return True, [*self.take_refused(), *left]
 
     def abandon(self) -> None:
         """Close this process's copies of the pipes, in a forked child (the parent owns them)."""
-        self._to_child.close()
-        self._from_child.close()
+        if self._to_child is not None:
+            self._to_child.close()
+            self._to_child = None
+        self._close_answers()
 
     def returncode(self) -> int | None:
         """The child's exit code, if it has exited."""
         return self._proc.poll()
 
-    def _write(self, header: bytes, data: bytes) -> None:
-        fd = self._to_child.fileno()
-        for part in (header, data):
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view) :]
-
-    def _read_acknowledgements(self, *, wait: bool) -> None:
-        fd = self._from_child.fileno()
-        if wait:
-            select.select([fd], [], [])
+    def _read_to_end(self, deadline: float | None) -> bool:
+        """Read answers until the child closes its end (True) or ``deadline`` passes (False)."""
         try:
-            data = os.read(fd, 1 << 16)
+            while self._read_answers(deadline):
+                pass
+        except OSError:
+            return True
+        return False
+
+    def _close_answers(self) -> None:
+        if self._from_child is not None:
+            self._poll.unregister(self._from_child.fileno())
+            self._from_child.close()
+            self._from_child = None
+
+    def _send_frame(self, header: bytes, data: bytes) -> None:
+        # A frame cut short (an exception between two writes) leaves the stream unreadable:
+        # the pipe is closed, the child writes what came before and exits, and the next use
+        # raises, so the recorder takes back what was not acknowledged.
+        if self._to_child is None:
+            raise BrokenPipeError(f"the pipe to the writer process {self.pid} is closed")
+        fd = self._to_child.fileno()
+        try:
+            done = os.writev(fd, [header, data])
+            if done < len(header) + len(data):
+                view = memoryview(header + data)[done:]
+                while view:
+                    view = view[os.write(fd, view) :]
+        except BaseException:
+            self._to_child.close()
+            self._to_child = None
+            raise
+
+    def _read_answers(self, deadline: float | None, *, wait: bool = True) -> bool:
+        """Read what the child has answered; False if nothing came by ``deadline``.
+
+        With ``wait``, waits for an answer until ``deadline`` (None: for ever).
+
+        Raises:
+            BrokenPipeError: the child has exited (all its answers were read first).
+        """
+        if self._from_child is None or self._ended:
+            raise BrokenPipeError(f"the writer process {self.pid} has exited")
+        if wait:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._poll.poll(None if left is None else left * 1000):
+                return False
+        try:
+            data = os.read(self._from_child.fileno(), 1 << 16)
         except BlockingIOError:
-            return
+            return True
         if not data:
+            self._ended = True
             raise BrokenPipeError(f"the writer process {self.pid} has exited")
         data = self._partial + data
         whole = len(data) - len(data) % _ACK.size
         self._partial = data[whole:]
-        for number, written in _ACK.iter_unpack(data[:whole]):
+        unacknowledged = self._unacknowledged
+        for number, written, status in _ACK.iter_unpack(data[:whole]):
+            if number == 0:
+                self._started = True
+                continue
             self._acknowledged = number
             self.written = written
-        unacknowledged = self._unacknowledged
-        while unacknowledged and unacknowledged[0][0] <= self._acknowledged:
-            unacknowledged.popleft()
+            while unacknowledged and unacknowledged[0][0] <= number:
+                sent, batch = unacknowledged.popleft()
+                if sent == number and status == _REFUSED:
+                    self._refused.append(batch)
+        return True
 
 
 # -- the child ---------------------------------------------------------------------------
 
 
-def _frames(stream: BinaryIO) -> Any:
-    """Yield (number, batch) for each frame until the pipe's end."""
+def _frames(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
+    """Yield (number, batch or None if unreadable) for each frame, until the pipe's end."""
     while head := stream.read(_FRAME.size):
         if len(head) < _FRAME.size:
             return  # the parent died in the middle of a header
         size, number = _FRAME.unpack(head)
+        if size > _MAX_FRAME:
+            _report.always("the writer process got a broken stream; it writes no more")
+            return
         data = stream.read(size) if size else b""
         if len(data) < size:
             return  # ... or of a batch: it was never acknowledged, so not promised
         try:
             batch = _Unpickler(io.BytesIO(data)).load() if size else ()
-        except Exception as err:  # a bug of ours: say so, and go on with the next batch
-            _report.always(f"the writer process could not read batch {number} and lost it: {err}")
-            batch = ()
+        except Exception as err:  # a bug of ours: the parent writes that batch itself
+            _report.once("writer_process_read", f"the writer process cannot read a batch: {err}")
+            batch = None
         yield number, batch
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the batches that come down stdin into the store in ``argv[0]``, acknowledging each."""
-    from logbridge._recorder import Recorder  # noqa: PLC0415 - the child's only import of it
-    from logbridge._store import SQLiteStore  # noqa: PLC0415
-
-    args = sys.argv[1:] if argv is None else argv
+def main(config: dict[str, Any]) -> int:
+    """Write the batches that come down stdin into the store, answering each on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    acks = os.dup(1)
-    os.dup2(2, 1)  # a stray print must not land in the acknowledgements
-    recorder = Recorder(SQLiteStore(Path(args[0])), queue_size=1, full_policy="block")
-    recorder.start_checkpoints()
+    answers = os.dup(1)
+    os.dup2(2, 1)  # a stray print must not land among the answers
+    _report.mark_reported(config["reported"])  # the parent has said those already
     try:
+        from logbridge._recorder import Recorder  # noqa: PLC0415 - the child's only import of it
+        from logbridge._store import SQLiteStore  # noqa: PLC0415
+
+        _logrecords.use_settings(config["log"])
+        recorder = Recorder(SQLiteStore(Path(config["folder"])), queue_size=1, full_policy="block")
+        recorder.start_checkpoints()
+    except Exception as err:
+        _report.always(f"the writer process could not open the store {config['folder']}: {err}")
+        return 1
+    try:
+        os.write(answers, _ACK.pack(0, 0, 0))
         with os.fdopen(0, "rb", buffering=1 << 20) as stream:
             for number, batch in _frames(stream):
                 if batch:
                     recorder.write_batch(batch)
-                if acks >= 0:
+                if answers >= 0:
+                    status = _REFUSED if batch is None else 0
                     try:
-                        os.write(acks, _ACK.pack(number, recorder.written))
+                        os.write(answers, _ACK.pack(number, recorder.written, status))
                     except OSError:  # the parent is gone or stopped listening: write on
-                        acks = -1
+                        answers = -1
+    except Exception as err:
+        _report.always(f"the writer process for {config['folder']} stopped: {err}")
+        return 1
     finally:
         recorder.close(None)
         recorder.store.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

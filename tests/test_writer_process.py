@@ -1,0 +1,527 @@
+"""The writer process: a child that writes a recorder's batches once it has written enough.
+
+In-process tests set ``LOGBRIDGE_WRITER_PROCESS_AFTER`` before the recorder is made; script
+tests pass it in the environment. Every test runs a real child (``python -m
+logbridge._writer_process``) against the test's real store.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import logbridge
+from logbridge import _events as ev
+from logbridge import _logrecords, _recorder, _settings, _state, _writer_process
+from logbridge._sinks import MemorySink
+from test_processes import check_oracles, only_run, start_script, store_locked, write_script
+
+AFTER = _settings.WRITER_PROCESS_AFTER
+
+
+@pytest.fixture
+def log() -> Iterator[logging.Logger]:
+    """A logger of its own, recording into the process's run through a `RunHandler`."""
+    logger = logging.getLogger("writer-process-test")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    handler = logbridge.RunHandler()
+    logger.addHandler(handler)
+    yield logger
+    logger.removeHandler(handler)
+
+
+def recorder_of(run: logbridge.Run) -> _recorder.Recorder:
+    found = _state.existing_recorder(run.store)
+    assert found is not None
+    return found
+
+
+def tagged(log: logging.Logger, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        log.info("step %d of %s", i, "train", extra={"metrics": {"loss": 1 / (i + 1)}, "step": i})
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie nobody has reaped yet does not)."""
+    try:
+        return ") Z " not in Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} still running"
+        time.sleep(0.02)
+
+
+def test_the_writer_process_takes_over_after_its_threshold(
+    monkeypatch: pytest.MonkeyPatch, log: logging.Logger
+) -> None:
+    """Below the threshold the thread writes; from the first batch past it a child process
+    does, and every record, point and tag lands once, in order."""
+    monkeypatch.setenv(AFTER, "3000")
+    run = logbridge.start_run(experiment="wp")
+    tagged(log, 0, 500)
+    assert run.flush(30)
+    recorder = recorder_of(run)
+    assert recorder._process is None
+    tagged(log, 500, 5000)
+    assert run.flush(30)
+    assert recorder._process is None  # that batch took the thread past the threshold
+    tagged(log, 5000, 6000)
+    run.tag("phase", "late")
+    assert run.flush(30)
+    process = recorder._process
+    assert process is not None
+    assert process.pid != os.getpid()
+    assert alive(process.pid)
+    assert [r["message"] for r in run.get_logs()] == [f"step {i} of train" for i in range(6000)]
+    assert run.get_metrics()["loss"] == [1 / (i + 1) for i in range(6000)]
+    assert run.get_tags()["phase"] == "late"
+    assert process.written > 0
+    assert recorder.written >= 6000 * 2
+    run.complete()
+    assert run.get_status() == "Completed"
+    _state.reset()
+    wait_gone(process.pid)
+
+
+class Label:
+    """A user's class: the writer process cannot load it, so the parent renders it."""
+
+    def __repr__(self) -> str:
+        return "Label()"
+
+
+class Step(int):
+    """An int subclass from the user's module."""
+
+
+def mixed_records(log: logging.Logger, run: logbridge.Run) -> None:
+    log.info("plain %s %d", "a", 1)
+    log.warning("tags of a user type", extra={"tags": {"label": Label(), "n": 3}})
+    log.info("a user step", extra={"metrics": {"m": 1.5}, "step": Step(7)})
+    log.info("extras", extra={"user": Label(), "n": [1, 2]})
+    log.info("args of a user type %r", Label())
+    log.info("bytes %s and nan", b"\xff", extra={"metrics": {"nan": float("nan"), "bad name!": 1}})
+    log.info("a row", extra={"metrics": {"r": logbridge.Row(a=1, b=2.5)}})
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    # Tag values the writer process cannot load, or pickle cannot even take.
+    log.info("odd tags", extra={"tags": {"cls": int, "fn": len, "range": range(3), "deep": deep}})
+    try:
+        int("boom")
+    except ValueError:
+        log.exception("failed")
+    run.log("direct", 2.0)
+    run.log_list("values", [1, 2, 3])
+    run.tag("k", "v")
+
+
+def stored(run: logbridge.Run) -> dict[str, Any]:
+    logs = [
+        {k: v for k, v in r.items() if k not in ("time", "run_id", "process", "thread")}
+        for r in run.get_logs()
+    ]
+    return {"logs": logs, "metrics": run.get_metrics(), "tags": run.get_tags()}
+
+
+def test_the_writer_process_stores_what_the_thread_stores(
+    monkeypatch: pytest.MonkeyPatch, log: logging.Logger, store: Path
+) -> None:
+    """The same records, user types included (turned into events in the parent), stored by the
+    thread and by the writer process: the same log lines, metrics and tags."""
+    found = []
+    for setting in ("never", "0"):
+        monkeypatch.setenv(AFTER, setting)
+        run = logbridge.start_run(experiment="same", store=store / setting)
+        mixed_records(log, run)
+        assert run.flush(30)
+        assert (recorder_of(run)._process is None) == (setting == "never")
+        found.append(stored(run))
+        run.complete()
+        _state.reset()
+    thread, process = found
+    assert len(thread["logs"]) == 9
+    assert thread == process
+
+
+def test_a_killed_writer_process_hands_back_to_the_thread(
+    monkeypatch: pytest.MonkeyPatch, log: logging.Logger, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL the writer process while it holds batches it has not acknowledged (it is
+    stopped): the parent writes them from its thread, says so once, and loses nothing."""
+    monkeypatch.setenv(AFTER, "0")
+    monkeypatch.setenv(_settings.FLUSH_INTERVAL, "0.05")
+    run = logbridge.start_run(experiment="killed-child")
+    tagged(log, 0, 100)
+    assert run.flush(30)
+    recorder = recorder_of(run)
+    process = recorder._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        tagged(log, 100, 3000)
+        deadline = time.monotonic() + 10
+        while not process._unacknowledged:
+            assert time.monotonic() < deadline, "nothing was sent to the stopped child"
+            time.sleep(0.01)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+    tagged(log, 3000, 3500)
+    assert run.flush(30)
+    assert recorder._process is None
+    messages = [r["message"] for r in run.get_logs()]
+    assert messages == [f"step {i} of train" for i in range(3500)]
+    assert run.get_metrics()["loss"] == [1 / (i + 1) for i in range(3500)]
+    err = capfd.readouterr().err
+    assert err.count("logbridge:") == 1, err
+    assert f"the writer process for {run.store} ended" in err
+    assert "writing from the training process's thread instead" in err
+    run.complete()
+    assert run.get_status() == "Completed"
+
+
+def test_with_a_sink_the_thread_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink takes events in the training process after the store: no writer process."""
+    monkeypatch.setenv(AFTER, "0")
+    sink = MemorySink()
+    _state.add_sink_factory("memory", lambda rec: sink)
+    run = logbridge.start_run(experiment="sink")
+    for i in range(100):
+        run.log("x", i)
+    assert run.flush(30)
+    assert recorder_of(run)._process is None
+    assert [e.value for e in sink.events if type(e) is ev.MetricLogged] == list(range(100))
+
+
+def test_a_sink_added_later_takes_over_from_the_writer_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer process ends (after writing what it holds) when a sink is added."""
+    monkeypatch.setenv(AFTER, "0")
+    run = logbridge.start_run(experiment="sink-later")
+    for i in range(100):
+        run.log("x", i)
+    assert run.flush(30)
+    recorder = recorder_of(run)
+    process = recorder._process
+    assert process is not None
+    sink = MemorySink()
+    _state.add_sink_factory("memory", lambda rec: sink)
+    for i in range(100, 200):
+        run.log("x", i)
+    assert run.flush(30)
+    assert recorder._process is None
+    assert run.get_metrics()["x"] == list(range(200))
+    assert [e.value for e in sink.events if type(e) is ev.MetricLogged] == list(range(100, 200))
+    wait_gone(process.pid)
+
+
+def test_the_pipe_carries_only_standard_and_logbridge_types() -> None:
+    """The parent refuses to send a user's type (`portable` turns its record into events),
+    and the child refuses to load anything else: a pickle naming os.system is an error."""
+    with pytest.raises(_writer_process._ForeignTypeError, match="Label"):
+        _writer_process.dumps([("run", Label())])
+    record = logging.LogRecord("n", 20, "p", 1, "m %r", (Label(),), None)
+    tagged = _logrecords.flat(ev.RecordCaptured("run", record, None, None, {"l": Label()}, ()))
+    portable = _writer_process.portable([("run", 1), tagged])
+    assert portable[0] == ("run", 1)
+    assert [type(e) for e in portable[1:]] == [ev.TagsSet, ev.LogRecorded]
+    assert portable[2].message == "m Label()"
+    _writer_process.dumps(portable)
+    evil = pickle.dumps(os.system)
+    with pytest.raises(pickle.UnpicklingError, match=r"does not load posix\.system"):
+        _writer_process._Unpickler(io.BytesIO(evil)).load()
+
+
+def test_a_batch_the_writer_process_cannot_read_comes_back(
+    monkeypatch: pytest.MonkeyPatch, log: logging.Logger
+) -> None:
+    """The child refuses a batch it cannot load (here, a pickle naming os.system); a sync
+    hands it back for the parent to write, and the child goes on with the next batches."""
+    monkeypatch.setenv(AFTER, "0")
+    run = logbridge.start_run(experiment="refused")
+    tagged(log, 0, 10)
+    assert run.flush(30)
+    process = recorder_of(run)._process
+    assert process is not None
+    evil = pickle.dumps([os.system])
+    process._sent += 1
+    process._unacknowledged.append((process._sent, ["the batch"]))
+    process._send_frame(_writer_process._FRAME.pack(len(evil), process._sent), evil)
+    process.sync()
+    assert process.take_refused() == [["the batch"]]
+    tagged(log, 10, 20)
+    assert run.flush(30)
+    assert recorder_of(run)._process is process
+    assert [r["message"] for r in run.get_logs()] == [f"step {i} of train" for i in range(20)]
+
+
+def test_an_interpreter_that_never_answers_is_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+    log: logging.Logger,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``sys.executable`` is not a Python (an application that embeds one, say) and never
+    answers: after the start timeout the thread writes, and stderr says so once."""
+    fake = tmp_path / "not-python"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setattr(_writer_process, "_START_TIMEOUT", 0.5)
+    monkeypatch.setenv(AFTER, "0")
+    run = logbridge.start_run(experiment="no-python")
+    tagged(log, 0, 100)
+    assert run.flush(30)
+    assert recorder_of(run)._process is None
+    tagged(log, 100, 200)
+    assert run.flush(30)
+    assert len(run.get_logs()) == 200
+    err = capfd.readouterr().err
+    assert err.count("logbridge:") == 1, err
+    assert "could not start a writer process" in err
+    assert "did not start within" in err
+
+
+def test_a_frozen_application_writes_from_the_thread(
+    monkeypatch: pytest.MonkeyPatch, log: logging.Logger, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """PyInstaller and the like set sys.frozen: sys.executable is the application itself."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv(AFTER, "0")
+    run = logbridge.start_run(experiment="frozen")
+    tagged(log, 0, 100)
+    assert run.flush(30)
+    assert recorder_of(run)._process is None
+    assert len(run.get_logs()) == 100
+    assert "a frozen application has no Python interpreter to start" in capfd.readouterr().err
+
+
+def test_many_open_files_do_not_stop_the_writer_process(
+    monkeypatch: pytest.MonkeyPatch, log: logging.Logger
+) -> None:
+    """The pipes get descriptors above 1024 (a DataLoader or NCCL opens many): it still works."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit of open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        monkeypatch.setenv(AFTER, "0")
+        run = logbridge.start_run(experiment="fds")
+        tagged(log, 0, 100)
+        assert run.flush(30)
+        process = recorder_of(run)._process
+        assert process is not None
+        assert process._from_child is not None
+        assert process._from_child.fileno() > 1024
+        assert len(run.get_logs()) == 100
+        _state.reset()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_no_writer_process_starts_once_the_recorder_closes(store: Path) -> None:
+    """Events put after close (late atexit handlers) are written from the caller's thread."""
+    recorder = _recorder.Recorder(
+        _state._store.SQLiteStore(store), queue_size=10, full_policy="block", process_after=0
+    )
+    recorder.close(5)
+    recorder.put(ev.TagsSet("run", (("k", "v"),)))
+    assert recorder._process is None
+    assert recorder.written == 1
+    recorder.store.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", 10_000), ("0", 0), ("250", 250), ("never", None), (" NEVER ", None)]
+)
+def test_the_threshold_setting(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: int | None
+) -> None:
+    monkeypatch.setenv(AFTER, raw)
+    assert _settings.writer_process_after() == expected
+
+
+def test_a_bad_threshold_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AFTER, "-5")
+    with pytest.raises(ValueError, match="LOGBRIDGE_WRITER_PROCESS_AFTER='-5' must be a whole"):
+        logbridge.start_run()
+
+
+# -- in real processes -----------------------------------------------------------------------
+
+KILLED_PARENT = """
+import logging, os, sys, time
+import logbridge
+from logbridge import _state
+
+logging.basicConfig(level=logging.INFO, handlers=[logbridge.RunHandler()])
+log = logging.getLogger("train")
+log.info("first")
+run = logbridge.Run.get_context()
+run.flush()
+process = _state.existing_recorder(run.store)._process
+print(process.pid, flush=True)
+sys.stdin.readline()  # the test stops the writer process meanwhile
+for i in range(300):
+    log.info("record %d", i, extra={"metrics": {"i": i}, "step": i})
+recorder = _state.existing_recorder(run.store)
+time.sleep(0.2)
+while recorder._queue or recorder._write_lock.locked():  # until all is in the pipe
+    time.sleep(0.01)
+print("sent", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.processes
+def test_a_sigkilled_training_s_writer_process_writes_what_reached_it(store: Path) -> None:
+    """The training is SIGKILLed while its writer process is stopped with a batch in the pipe:
+    once it runs again, the writer process writes that batch and exits."""
+    env = {AFTER: "0", _settings.FLUSH_INTERVAL: "0.05"}
+    proc = start_script(store, KILLED_PARENT, env=env, stdin=True)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        writer = int(proc.stdout.readline())
+        os.kill(writer, signal.SIGSTOP)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "sent\n"
+        proc.kill()
+        proc.wait(30)
+        os.kill(writer, signal.SIGCONT)
+        wait_gone(writer)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    run = only_run()
+    assert [r["message"] for r in run.get_logs()] == ["first"] + [f"record {i}" for i in range(300)]
+    assert run.get_metrics()["i"] == list(range(300))
+
+
+EXIT_WITHOUT_FLUSH = """
+import logging, time
+import logbridge
+from logbridge import _state
+
+logging.basicConfig(level=logging.INFO, handlers=[logbridge.RunHandler()])
+log = logging.getLogger("train")
+for i in range(1_000):
+    log.info("record %d", i, extra={"metrics": {"i": i}, "step": i})
+run = logbridge.Run.get_context()
+run.flush()  # the thread has written 2,000 events: the next batch goes to a writer process
+for i in range(1_000, 30_000):
+    log.info("record %d", i, extra={"metrics": {"i": i}, "step": i})
+recorder = _state.existing_recorder(run.store)
+while recorder._process is None:
+    time.sleep(0.01)
+print(recorder._process.pid, flush=True)
+"""
+
+
+@pytest.mark.processes
+def test_exit_waits_for_the_writer_process(store: Path) -> None:
+    """A script that logs 30,000 records and exits: by the time it has exited its writer
+    process has written everything and exited too; the run is Completed, stderr is empty."""
+    script = write_script(store, EXIT_WITHOUT_FLUSH)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, AFTER: "1000"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    check_oracles(store, proc.returncode, proc.stderr, 0)
+    assert proc.stderr == ""
+    assert not alive(int(proc.stdout))
+    run = only_run()
+    assert run.get_status() == "Completed"
+    assert run.get_metrics()["i"] == list(range(30_000))
+    assert len(run.get_logs()) == 30_000
+
+
+PAST_DEADLINE = """
+import sys
+import logbridge
+from logbridge import _state
+
+run = logbridge.start_run(experiment="full")
+run.log("x", -1)
+run.flush()
+print(_state.existing_recorder(run.store)._process.pid, flush=True)
+sys.stdin.readline()
+for seq in range(100_000):
+    run.log("x", seq)
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.processes
+def test_exit_past_its_deadline_leaves_the_writer_process_to_finish(store: Path) -> None:
+    """Exit with 100,000 points queued behind a locked store and a 0.1 s exit deadline.
+
+    The training exits promptly. What its writer process holds is written once the lock goes,
+    after the training has exited; what never left the training is counted as dropped
+    (stored + dropped = 100,000), and the run is still recorded as Completed.
+    """
+    limits = {
+        AFTER: "0",
+        _settings.FLUSH_INTERVAL: "60",
+        _settings.EXIT_TIMEOUT: "0.1",
+        _settings.QUEUE_SIZE: "1000000",
+    }
+    proc = start_script(store, PAST_DEADLINE, env=limits, stdin=True)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    writer = int(proc.stdout.readline())
+    with store_locked(store):
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "exiting\n"
+        exiting = time.monotonic()
+        time.sleep(0.3)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - exiting
+    wait_gone(writer)
+    check_oracles(store, proc.returncode, err, 0)
+    assert took < 5
+    lines = err.splitlines()
+    assert "counted as dropped" in lines[0]
+    # The writer process may still be writing when the training leaves: it says so.
+    assert lines[1:] in (
+        [],
+        [
+            (
+                f"logbridge: the writer process {writer} is still writing to "
+                f"{store}; it finishes on its own after this process exits"
+            )
+        ],
+    )
+    values = only_run().get_metrics()["x"]
+    assert values == list(range(-1, len(values) - 1))
+    details = only_run().get_details()
+    assert details["status"] == "Completed"
+    assert len(values) - 1 + details["dropped"]["exit_timeout"] == 100_000
