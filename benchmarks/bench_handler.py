@@ -5,7 +5,10 @@ The call is ``log.info("epoch %d done", i, extra={"metrics": {"loss": ..., "acc"
 rotates from round to round so that load from other processes falls on all of them alike:
 
 * ``baseline``: a handler whose ``emit`` does nothing (the reference of every ratio);
-* ``RunHandler``: logbridge, into a fresh temporary store;
+* ``RunHandler``: logbridge, into a fresh temporary store (its recorder hands the writing to a
+  writer process after its first 10,000 events, as by default);
+* ``RunHandler, thread writer``: the same with ``LOGBRIDGE_WRITER_PROCESS_AFTER=never``, every
+  batch written by the recorder's thread in the training process;
 * reference handlers, for context: the standard library's ``FileHandler`` and ``QueueHandler``
   (with a ``QueueListener`` feeding a do-nothing handler), python-json-logger's
   ``JsonFormatter`` on a ``FileHandler``, structlog rendering JSON to a file, and structlog
@@ -136,6 +139,15 @@ def run_handler(records: int, level: int = logging.NOTSET) -> Figures:
         if level == logging.NOTSET:
             check_stored(store, run.id, records + 100)
     return figures
+
+
+def run_handler_thread_writer(records: int) -> Figures:
+    """`run_handler` with the recorder's thread writing every batch (no writer process)."""
+    os.environ["LOGBRIDGE_WRITER_PROCESS_AFTER"] = "never"
+    try:
+        return run_handler(records)
+    finally:
+        del os.environ["LOGBRIDGE_WRITER_PROCESS_AFTER"]
 
 
 def check_stored(store: Path, run_id: str, records: int, metrics: int = 2) -> None:
@@ -301,6 +313,7 @@ def has(module: str) -> bool:
 
 SUBJECTS: dict[str, Callable[[int], Figures]] = {
     "RunHandler": run_handler,
+    "RunHandler, thread writer": run_handler_thread_writer,
     "stdlib FileHandler": file_handler,
     "stdlib QueueHandler": queue_handler,
     "python-json-logger file": json_file_handler,
@@ -340,7 +353,11 @@ def ratio(subject: list[Figures], base: list[Figures], key: str, base_key: str) 
 
 
 def report(records: int, repeat: int, *, references: bool) -> None:
-    subjects = SUBJECTS if references else {"RunHandler": run_handler}
+    subjects = (
+        SUBJECTS
+        if references
+        else {"RunHandler": run_handler, "RunHandler, thread writer": run_handler_thread_writer}
+    )
     base, results = rounds(subjects, baseline, records, repeat)
     b_cpu = median([f["caller"] for f in base]) * 1e6
     b_wall = median([f["pipeline"] for f in base]) * 1e6

@@ -11,12 +11,16 @@ differences, so that start-up and set-up cancel out:
 * ``baseline``: the call with a do-nothing handler, ``--records`` times, and 0 times;
 * ``caller``: the call with RunHandler while the writer thread is held back (the caller's
   side only), ``--records`` times, and 0 times;
-* ``pipeline``: the call with RunHandler ``--records`` times, then ``run.flush()``.
+* ``pipeline``: the call with RunHandler ``--records`` times, then ``run.flush()``, every batch
+  written by the recorder's thread (``LOGBRIDGE_WRITER_PROCESS_AFTER=never``): the whole work;
+* ``training``: the same with a writer process from the first batch: what is left in the
+  training process (valgrind does not follow the writer process).
 
-It prints instructions per call for the baseline, the caller's side and the whole pipeline, and
-their ratios to the baseline. With ``--structlog`` it also counts bench_handler.py's structlog
-chain (``structlog``) and what `logbridge.structlog.RunProcessor` adds to it in the caller's
-thread (``processor``, the writer held back). Needs valgrind (Debian's package ``valgrind``).
+It prints instructions per call for the baseline, the caller's side, the whole pipeline and the
+training process's share of it, and their ratios to the baseline. With ``--structlog`` it also
+counts bench_handler.py's structlog chain (``structlog``) and what
+`logbridge.structlog.RunProcessor` adds to it in the caller's thread (``processor``, the writer
+held back). Needs valgrind (Debian's package ``valgrind``).
 
     .venv/bin/python benchmarks/bench_handler_instructions.py [--records 20000]
 """
@@ -35,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-MODES = ("baseline", "caller", "pipeline", "structlog", "processor")
+MODES = ("baseline", "caller", "pipeline", "training", "structlog", "processor")
 
 
 def measured(mode: str, records: int) -> None:
@@ -51,6 +55,7 @@ def measured(mode: str, records: int) -> None:
     from logbridge import _state
 
     os.environ["LOGBRIDGE_QUEUE_SIZE"] = str(records + 1_000)
+    os.environ["LOGBRIDGE_WRITER_PROCESS_AFTER"] = "0" if mode == "training" else "never"
     os.environ["LOGBRIDGE_HOME"] = tempfile.mkdtemp(prefix="bench-instructions-")
     run = logbridge.start_run(experiment="bench", name="instructions")
     if mode in ("structlog", "processor"):
@@ -64,7 +69,7 @@ def measured(mode: str, records: int) -> None:
         assert recorder is not None
         recorder._write_lock.acquire()  # noqa: SLF001 - hold the writer back
     bench_handler.tagged_calls(log, records)
-    if mode == "pipeline":
+    if mode in ("pipeline", "training"):
         run.flush()
     logging.shutdown()
     os._exit(0)  # no exit drain: it is not what is measured
@@ -138,10 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     empty = count("caller", 0)
     caller = (count("caller", n) - empty) / n
     pipeline = (count("pipeline", n) - empty) / n
+    training = (count("training", n) - count("training", 0)) / n
     print(f"{n:,} tagged calls, instructions per call (valgrind --tool=callgrind)")
     print(f"  baseline (do-nothing handler): {base:,.0f}")
     print(f"  RunHandler, caller's side:     {caller:,.0f}  {caller / base:.2f}x")
     print(f"  RunHandler, whole pipeline:    {pipeline:,.0f}  {pipeline / base:.2f}x")
+    print(f"  of which the training process: {training:,.0f}  {training / base:.2f}x")
     if args.structlog:
         chain = count("structlog", n) - count("structlog", 0)
         added = count("processor", n) - count("processor", 0) - chain

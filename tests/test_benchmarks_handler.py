@@ -35,6 +35,7 @@ def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
         "baseline (do-nothing handler)",
         "RunHandler caller CPU:",
         "RunHandler pipeline to flush:",
+        "RunHandler, thread writer",
         "stdlib FileHandler",
         "stdlib QueueHandler",
         "python-json-logger file",

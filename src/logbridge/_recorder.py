@@ -471,7 +471,10 @@ class Recorder:
             stopping = self._stopping
             self._drain()
             if self._abort:
+                # close() gave up on this thread: after the final statuses, let the writer
+                # process finish too (at exit the process ends first; in a long-lived one, not).
                 self._write_leftover(-1)
+                self._end_process(None)
                 return
             if stopping:
                 return
