@@ -264,10 +264,10 @@ def test_a_batch_the_writer_process_cannot_read_comes_back(
     assert process is not None
     evil = pickle.dumps([os.system])
     process._sent += 1
-    process._unacknowledged.append((process._sent, ["the batch"]))
+    process._unacknowledged.append((process._sent, evil))
     process._send_frame(_writer_process._FRAME.pack(len(evil), process._sent), evil)
     process.sync()
-    assert process.take_refused() == [["the batch"]]
+    assert process.take_refused() == [[os.system]]  # the parent can load it
     tagged(log, 10, 20)
     assert run.flush(30)
     assert recorder_of(run)._process is process

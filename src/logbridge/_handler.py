@@ -283,23 +283,24 @@ def capture(  # noqa: C901, PLR0912, PLR0915 - hot path
     metrics = data.get("metrics")
     tags = data.get("tags")
     step = data.get("step")
+    args: Any = record.args
     problems: tuple[str, ...] = ()
-    count = None
-    names: Iterable[Any] = ()
-    values: tuple[Any, ...] = ()
     # A LogRecord's own attributes plus the tagging keys it carries: a longer __dict__ holds
     # other extras, which snapshot copies.
-    known = _BASE_SIZE
-    if metrics is not None:
-        known += 1
+    if metrics is None:
+        known = _BASE_SIZE
+        count = None
+        names: Iterable[Any] = ()
+        values: tuple[Any, ...] = ()
+    else:
+        known = _BASE_SIZE + 1
         if type(metrics) is dict:
             values = (*metrics.values(),)
+            names = metrics
             for value in values:
                 if type(value) not in _PLAIN_METRICS:
                     names, values, problems = _capture_metrics(run, metrics)
                     break
-            else:
-                names = metrics
         else:
             names, values, problems = _capture_metrics(run, metrics)
         count = len(values)
@@ -310,7 +311,6 @@ def capture(  # noqa: C901, PLR0912, PLR0915 - hot path
     if step is not None:
         known += 1
     fields: tuple[Any, ...] | None = None
-    args: Any = record.args
     if (
         len(data) == known
         and type(record) is _LogRecord
@@ -337,11 +337,11 @@ def capture(  # noqa: C901, PLR0912, PLR0915 - hot path
     lane = _lane
     if lane is None or lane[0] is not run:
         lane = _remember(run)
+    _, run_id, recorder, queue, mark = lane
     # One flat tuple (`_events.Captured`), with nothing the garbage collector must follow.
-    captured = (lane[1], *fields, step, tags, problems, extras, count, *names, *values, *args)
-    recorder, queue = lane[2], lane[3]
+    captured = (run_id, *fields, step, tags, problems, extras, count, *names, *values, *args)
     # `Recorder.put`'s common case, inlined (`Recorder.fast_lane`).
-    if len(queue) < lane[4] and recorder.accepting:
+    if len(queue) < mark and recorder.accepting:
         queue.append(captured)
         if not recorder.accepting:
             recorder.drain_queued()

@@ -174,8 +174,10 @@ class WriterProcess:
         """Events the child has written so far."""
         self._sent = 0
         self._acknowledged = 0
-        self._unacknowledged: deque[tuple[int, Sequence[Any]]] = deque()
-        self._refused: list[Sequence[Any]] = []
+        # Batches are kept as sent, pickled, until answered: the objects die at once, so the
+        # memory the caller's next records take is memory its last ones freed (docs).
+        self._unacknowledged: deque[tuple[int, bytes]] = deque()
+        self._refused: list[bytes] = []
         self._partial = b""
         self._ended = False
         self._started = False
@@ -205,7 +207,7 @@ class WriterProcess:
             except _ForeignTypeError:
                 return False
         self._sent += 1
-        self._unacknowledged.append((self._sent, batch))
+        self._unacknowledged.append((self._sent, data))
         self._send_frame(_FRAME.pack(len(data), self._sent), data)
         self._read_answers(None, wait=False)
         return True
@@ -218,7 +220,7 @@ class WriterProcess:
         """
         if self._acknowledged < self._sent:
             self._sent += 1
-            self._unacknowledged.append((self._sent, ()))
+            self._unacknowledged.append((self._sent, b""))
             self._send_frame(_FRAME.pack(0, self._sent), b"")
         while self._acknowledged < self._sent:
             self._read_answers(None)
@@ -226,7 +228,7 @@ class WriterProcess:
     def take_refused(self) -> list[Sequence[Any]]:
         """Return the batches the child could not read (the caller writes them), oldest first."""
         refused, self._refused = self._refused, []
-        return refused
+        return [pickle.loads(data) for data in refused]  # noqa: S301 - pickled by us
 
     def finish(self, timeout: float | None, *, kill: bool) -> tuple[bool, list[Sequence[Any]]]:
         """Close the pipe and wait up to ``timeout`` for the child to write the rest and exit.
@@ -248,7 +250,7 @@ class WriterProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(_STOP_TIMEOUT)
         self._close_answers()
-        left = [batch for _, batch in self._unacknowledged if batch]
+        left = [pickle.loads(data) for _, data in self._unacknowledged if data]  # noqa: S301
         self._unacknowledged.clear()
         return True, [*self.take_refused(), *left]
 
@@ -328,9 +330,9 @@ class WriterProcess:
             self._acknowledged = number
             self.written = written
             while unacknowledged and unacknowledged[0][0] <= number:
-                sent, batch = unacknowledged.popleft()
+                sent, data = unacknowledged.popleft()
                 if sent == number and status == _REFUSED:
-                    self._refused.append(batch)
+                    self._refused.append(data)
         return True
 
 
