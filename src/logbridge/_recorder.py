@@ -430,8 +430,9 @@ class Recorder:
 
     def _give_up(self, timeout: float | None) -> None:
         # The writer is still busy at the deadline: stop it after its current batch, count
-        # what is left as dropped, but keep the runs' final statuses.
-        self._abort = True
+        # what is left as dropped, but keep the runs' final statuses. The leftover is set
+        # before the abort: a writer that sees the abort writes it at once, and may then hold
+        # the lock for as long as its writer process takes (`_loop`).
         self._timed_out = True
         events, markers = self._take_queued()
         finals: list[ev.Event] = [e for e in events if type(e) is ev.RunFinished]
@@ -444,6 +445,7 @@ class Recorder:
             "as dropped in the run"
         )
         self._leftover = finals
+        self._abort = True
         self._write_leftover(_EXIT_GRACE)
         for marker in markers:
             marker.done.set()
@@ -601,7 +603,8 @@ class Recorder:
                 self._write_refused(process)
 
     def _write_refused(self, process: WriterProcess) -> None:
-        # With the write lock held: what the writer process could not read is written here.
+        # With the write lock held: what the writer process could not read is written here,
+        # after what it wrote since (a refused batch is a bug of ours; its order is not kept).
         for batch in process.take_refused():
             self.write_batch(batch)
 
@@ -639,6 +642,7 @@ class Recorder:
         done, left = process.finish(timeout, kill=False)
         self._written += process.written
         if not done:
+            # Later events are written here, maybe before what the child still holds.
             _report.always(
                 f"the writer process {process.pid} is still writing to {self.store.folder}; "
                 "it finishes on its own after this process exits"
@@ -752,6 +756,8 @@ class Recorder:
         try:
             self.store.heartbeat(sorted(self._owned))
         except Exception as err:
+            if self._process is not None:
+                return  # the writer process, which writes the batches, says it once
             # The same trouble as a failing write (a full disk, say): one line for both.
             _report.once(
                 "store_error",

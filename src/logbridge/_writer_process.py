@@ -27,6 +27,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -52,6 +53,7 @@ _START_TIMEOUT: Final = 10.0
 """Seconds the child may take to start and open the store before the parent gives up on it."""
 _STOP_TIMEOUT: Final = 2.0
 """Seconds a dead or killed child gets to close its end before its batches are taken back."""
+_NO_SIGNAL: Final = getattr(socket, "MSG_NOSIGNAL", 0)
 _SENDABLE: Final = frozenset(
     {complex, _logrecords.Frozen}
     | {
@@ -154,17 +156,25 @@ class WriterProcess:
             "log": _logrecords.settings(),
             "reported": _report.reported(),
         }
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            cwd=folder,
-            start_new_session=True,
-        )
-        assert self._proc.stdin is not None
+        # Batches go down a socket, not a pipe: a send to a dead child with MSG_NOSIGNAL
+        # raises, where a write to a pipe would SIGPIPE a process that restored its default.
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, json.dumps(config)],
+                stdin=theirs.fileno(),
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                cwd=folder,
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         assert self._proc.stdout is not None
-        self._to_child: BinaryIO | None = self._proc.stdin  # type: ignore[assignment]
+        self._to_child: socket.socket | None = ours
         self._from_child: BinaryIO | None = self._proc.stdout  # type: ignore[assignment]
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._poll = select.poll()
@@ -284,17 +294,17 @@ class WriterProcess:
         # A frame cut short (an exception between two writes) leaves the stream unreadable:
         # the pipe is closed, the child writes what came before and exits, and the next use
         # raises, so the recorder takes back what was not acknowledged.
-        if self._to_child is None:
+        sock = self._to_child
+        if sock is None:
             raise BrokenPipeError(f"the pipe to the writer process {self.pid} is closed")
-        fd = self._to_child.fileno()
         try:
-            done = os.writev(fd, [header, data])
+            done = sock.sendmsg([header, data], [], _NO_SIGNAL)
             if done < len(header) + len(data):
                 view = memoryview(header + data)[done:]
                 while view:
-                    view = view[os.write(fd, view) :]
+                    view = view[sock.send(view, _NO_SIGNAL) :]
         except BaseException:
-            self._to_child.close()
+            sock.close()
             self._to_child = None
             raise
 
