@@ -5,6 +5,9 @@ every flush interval (sooner when the queue fills up or someone flushes), writes
 in one transaction, and heartbeats the runs this process owns. A full queue blocks the caller by
 default (nothing accepted is lost) or drops and counts, as configured. After `close` (process
 exit) events are written synchronously, so records logged from late atexit handlers still land.
+Once the recorder has written ``process_after`` events, the writer thread hands each batch to
+a writer process (`_writer_process`) instead of writing it; every path that promises a batch
+is in the store (a flush, a synchronous write, close) first waits for its answers.
 
 The SIGTERM handler closes the recorder on top of whatever the main thread was doing, maybe in
 the middle of `put`: what the caller's side and the exit drain share is therefore either
