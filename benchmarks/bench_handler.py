@@ -51,6 +51,7 @@ import logging
 import logging.handlers
 import os
 import queue
+import resource
 import sqlite3
 import statistics
 import sys
@@ -107,16 +108,29 @@ def tagged_calls(log: logging.Logger, records: int, start: int = 0) -> tuple[flo
     return cpu1 - cpu0, time.perf_counter() - wall0
 
 
+def minor_faults() -> int:
+    """Minor page faults of the calling thread so far (0 where Linux's RUSAGE_THREAD is missing)."""
+    who = getattr(resource, "RUSAGE_THREAD", None)
+    return resource.getrusage(who).ru_minflt if who is not None else 0
+
+
 def timed(
     records: int, calls: Callable[[], tuple[float, float]], done: Callable[[], Any]
 ) -> Figures:
     wall0 = time.perf_counter()
     process0 = time.process_time()
+    faults0 = minor_faults()
     cpu, _ = calls()
+    faults = minor_faults() - faults0
     done()
     process = time.process_time() - process0
     wall = time.perf_counter() - wall0
-    return Figures(caller=cpu / records, pipeline=wall / records, process=process / records)
+    return Figures(
+        caller=cpu / records,
+        pipeline=wall / records,
+        process=process / records,
+        faults=faults / records,
+    )
 
 
 # -- subjects: each makes ``records`` tagged calls and waits until they are delivered ----------
@@ -378,6 +392,11 @@ def report(records: int, repeat: int, *, references: bool) -> None:
             f"  {name:<26}{cpu:>9.2f} us{cpu_ratio:>7.2f}x{wall:>9.2f} us{wall_ratio:>7.2f}x"
             f"{process:>10.2f} us{process_ratio:>7.2f}x"
         )
+    faults = ", ".join(
+        f"{name} {median([f['faults'] for f in figures]):.3f}"
+        for name, figures in {"baseline": base, **results}.items()
+    )
+    print(f"  the caller's minor page faults per call: {faults}")
     ours = results["RunHandler"]
     cpu_ratio = ratio(ours, base, "caller", "caller")
     wall_ratio = ratio(ours, base, "pipeline", "pipeline")

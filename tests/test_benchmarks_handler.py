@@ -36,6 +36,7 @@ def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
         "RunHandler caller CPU:",
         "RunHandler pipeline to flush:",
         "RunHandler, thread writer",
+        "the caller's minor page faults per call: baseline",
         "stdlib FileHandler",
         "stdlib QueueHandler",
         "python-json-logger file",
