@@ -56,6 +56,20 @@ def recorder_of(run: logbridge.Run) -> _recorder.Recorder:
     return found
 
 
+def with_writer_process(
+    log: logging.Logger, experiment: str, records: int
+) -> tuple[logbridge.Run, _recorder.Recorder, _writer_process.WriterProcess]:
+    """A run whose recorder has a writer process (LOGBRIDGE_WRITER_PROCESS_AFTER=0 set),
+    after ``records`` tagged records flushed through it."""
+    run = logbridge.start_run(experiment=experiment)
+    tagged(log, 0, records)
+    assert run.flush(30)
+    recorder = recorder_of(run)
+    process = recorder._process
+    assert process is not None
+    return run, recorder, process
+
+
 def tagged(log: logging.Logger, start: int, stop: int) -> None:
     for i in range(start, stop):
         log.info("step %d of %s", i, "train", extra={"metrics": {"loss": 1 / (i + 1)}, "step": i})
@@ -177,12 +191,7 @@ def test_a_killed_writer_process_hands_back_to_the_thread(
     stopped): the parent writes them from its thread, says so once, and loses nothing."""
     monkeypatch.setenv(AFTER, "0")
     monkeypatch.setenv(_settings.FLUSH_INTERVAL, "0.05")
-    run = logbridge.start_run(experiment="killed-child")
-    tagged(log, 0, 100)
-    assert run.flush(30)
-    recorder = recorder_of(run)
-    process = recorder._process
-    assert process is not None
+    run, recorder, process = with_writer_process(log, "killed-child", 100)
     os.kill(process.pid, signal.SIGSTOP)
     try:
         tagged(log, 100, 3000)
@@ -266,12 +275,7 @@ def test_a_batch_the_writer_process_cannot_read_comes_back(
     copyreg._reconstructor); the recorder writes it from its thread at the next sync, and the
     child goes on with the next batches."""
     monkeypatch.setenv(AFTER, "0")
-    run = logbridge.start_run(experiment="refused")
-    tagged(log, 0, 10)
-    assert run.flush(30)
-    recorder = recorder_of(run)
-    process = recorder._process
-    assert process is not None
+    run, recorder, process = with_writer_process(log, "refused", 10)
     point = ev.MetricLogged(run.id, "refused", "scalar", 2.5, 3, time.time())
     old = pickle.dumps([point], protocol=0)
     with recorder._write_lock:
