@@ -9,6 +9,9 @@ rotates from round to round so that load from other processes falls on all of th
   writer process after its first 10,000 events, as by default);
 * ``RunHandler, thread writer``: the same with ``LOGBRIDGE_WRITER_PROCESS_AFTER=never``, every
   batch written by the recorder's thread in the training process;
+* ``RunHandler, Python capture``: ``RunHandler`` with the capture in Python
+  (`logbridge._handler.capture_python`) instead of compiled (``logbridge._speedups``), when
+  the compiled one is built;
 * reference handlers, for context: the standard library's ``FileHandler`` and ``QueueHandler``
   (with a ``QueueListener`` feeding a do-nothing handler), python-json-logger's
   ``JsonFormatter`` on a ``FileHandler``, structlog rendering JSON to a file, and structlog
@@ -64,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import logbridge
-from logbridge import _state
+from logbridge import _handler, _state
 from logbridge.testing import temporary_store
 
 LOGGER = "bench.handler"
@@ -153,6 +156,16 @@ def run_handler(records: int, level: int = logging.NOTSET) -> Figures:
         if level == logging.NOTSET:
             check_stored(store, run.id, records + 100)
     return figures
+
+
+def run_handler_python_capture(records: int) -> Figures:
+    """`run_handler` with the capture in Python, as without the compiled ``_speedups``."""
+    compiled = _handler.capture
+    _handler.capture = _handler.capture_python
+    try:
+        return run_handler(records)
+    finally:
+        _handler.capture = compiled
 
 
 def run_handler_thread_writer(records: int) -> Figures:
@@ -325,9 +338,14 @@ def has(module: str) -> bool:
     return True
 
 
-SUBJECTS: dict[str, Callable[[int], Figures]] = {
+OURS: dict[str, Callable[[int], Figures]] = {
     "RunHandler": run_handler,
     "RunHandler, thread writer": run_handler_thread_writer,
+}
+if _handler.COMPILED:
+    OURS["RunHandler, Python capture"] = run_handler_python_capture
+SUBJECTS: dict[str, Callable[[int], Figures]] = {
+    **OURS,
     "stdlib FileHandler": file_handler,
     "stdlib QueueHandler": queue_handler,
     "python-json-logger file": json_file_handler,
@@ -367,11 +385,7 @@ def ratio(subject: list[Figures], base: list[Figures], key: str, base_key: str) 
 
 
 def report(records: int, repeat: int, *, references: bool) -> None:
-    subjects = (
-        SUBJECTS
-        if references
-        else {"RunHandler": run_handler, "RunHandler, thread writer": run_handler_thread_writer}
-    )
+    subjects = SUBJECTS if references else OURS
     base, results = rounds(subjects, baseline, records, repeat)
     b_cpu = median([f["caller"] for f in base]) * 1e6
     b_wall = median([f["pipeline"] for f in base]) * 1e6
@@ -389,7 +403,7 @@ def report(records: int, repeat: int, *, references: bool) -> None:
         wall_ratio = ratio(figures, base, "pipeline", "pipeline")
         process_ratio = ratio(figures, base, "process", "caller")
         print(
-            f"  {name:<26}{cpu:>9.2f} us{cpu_ratio:>7.2f}x{wall:>9.2f} us{wall_ratio:>7.2f}x"
+            f"  {name:<28}{cpu:>9.2f} us{cpu_ratio:>7.2f}x{wall:>9.2f} us{wall_ratio:>7.2f}x"
             f"{process:>10.2f} us{process_ratio:>7.2f}x"
         )
     faults = ", ".join(
@@ -558,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = _logrecords.use_backend(args.json_backend)
     print(
         f"logbridge {logbridge.__version__}, Python {sys.version.split()[0]}, "
-        f"JSON backend {backend}, {os.cpu_count()} CPUs"
+        f"JSON backend {backend}, {os.cpu_count()} CPUs, "
+        f"capture {'compiled' if _handler.COMPILED else 'in Python'}"
     )
     print(f"call: {CALL}")
     report(args.records, args.repeat, references=not args.no_references)

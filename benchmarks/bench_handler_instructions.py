@@ -5,12 +5,14 @@ an instruction count does not: ``valgrind --tool=callgrind`` counts the same tot
 same program whatever else runs (threads are serialised, so it counts work, not overlap). Use it
 to compare two versions of the code; the speed targets are still read off bench_handler.py.
 
-It runs this file under callgrind in five modes, each a fresh interpreter, and takes
+It runs this file under callgrind in several modes, each a fresh interpreter, and takes
 differences, so that start-up and set-up cancel out:
 
 * ``baseline``: the call with a do-nothing handler, ``--records`` times, and 0 times;
 * ``caller``: the call with RunHandler while the writer thread is held back (the caller's
   side only), ``--records`` times, and 0 times;
+* ``python``: the same with the capture in Python (``LOGBRIDGE_PURE_PYTHON=1``), when the
+  compiled one (``logbridge._speedups``) is built;
 * ``pipeline``: the call with RunHandler ``--records`` times, then ``run.flush()``, every batch
   written by the recorder's thread (``LOGBRIDGE_WRITER_PROCESS_AFTER=never``): the whole work;
 * ``training``: the same with a writer process from the first batch: what is left in the
@@ -39,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-MODES = ("baseline", "caller", "pipeline", "training", "structlog", "processor")
+MODES = ("baseline", "caller", "python", "pipeline", "training", "structlog", "processor")
 
 
 def measured(mode: str, records: int) -> None:
@@ -64,7 +66,7 @@ def measured(mode: str, records: int) -> None:
     log = bench_handler.logger_with(logbridge.RunHandler())
     bench_handler.tagged_calls(log, 100, start=-100)  # start the writer, name the metrics
     run.flush()
-    if mode == "caller":
+    if mode in ("caller", "python"):
         recorder = _state.existing_recorder(run.store)
         assert recorder is not None
         recorder._write_lock.acquire()  # noqa: SLF001 - hold the writer back
@@ -115,6 +117,7 @@ def count(mode: str, records: int) -> int:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "LOGBRIDGE_PURE_PYTHON": "1" if mode == "python" else "0"},
     )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
@@ -144,9 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     caller = (count("caller", n) - empty) / n
     pipeline = (count("pipeline", n) - empty) / n
     training = (count("training", n) - count("training", 0)) / n
+    from logbridge import _handler
+
     print(f"{n:,} tagged calls, instructions per call (valgrind --tool=callgrind)")
     print(f"  baseline (do-nothing handler): {base:,.0f}")
-    print(f"  RunHandler, caller's side:     {caller:,.0f}  {caller / base:.2f}x")
+    if _handler.COMPILED:
+        python = (count("python", n) - count("python", 0)) / n
+        print(f"  RunHandler, caller's side:     {caller:,.0f}  {caller / base:.2f}x")
+        print(f"    with the capture in Python:  {python:,.0f}  {python / base:.2f}x")
+    else:
+        print(f"  RunHandler, caller's side:     {caller:,.0f}  {caller / base:.2f}x (in Python)")
     print(f"  RunHandler, whole pipeline:    {pipeline:,.0f}  {pipeline / base:.2f}x")
     print(f"  of which the training process: {training:,.0f}  {training / base:.2f}x")
     if args.structlog:

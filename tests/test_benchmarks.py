@@ -81,6 +81,7 @@ def test_instruction_count_benchmark_prints_its_ratios() -> None:
     assert "300 tagged calls, instructions per call" in out
     assert "baseline (do-nothing handler):" in out
     assert "RunHandler, caller's side:" in out
+    assert "with the capture in Python:" in out  # the dev install builds the compiled one
     assert "RunHandler, whole pipeline:" in out
     assert "of which the training process:" in out
     assert "structlog chain (JSON):" in out

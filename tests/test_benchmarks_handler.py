@@ -36,6 +36,8 @@ def test_bench_handler_prints_every_figure(tmp_path: Path) -> None:
         "RunHandler caller CPU:",
         "RunHandler pipeline to flush:",
         "RunHandler, thread writer",
+        "RunHandler, Python capture",
+        "capture compiled",
         "the caller's minor page faults per call: baseline",
         "stdlib FileHandler",
         "stdlib QueueHandler",

@@ -294,6 +294,15 @@ def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str])
     assert "usage: logbridge" in capsys.readouterr().out
 
 
+def test_version_says_which_capture_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--version`` tells whether the logging handler's capture is compiled."""
+    from logbridge import _handler
+
+    assert main(["--version"]) == 0
+    capture = "compiled" if _handler.COMPILED else "Python"
+    assert capsys.readouterr().out == f"logbridge {logbridge.__version__} ({capture} capture)\n"
+
+
 def test_run_options_stop_at_the_script() -> None:
     """What follows the script belongs to it, even what looks like logbridge's options."""
     from logbridge.cli import _split_script

@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from logbridge import _jsonsafe, _logrecords, _report, _settings, _state, _values
 from logbridge._errors import InvalidMetricTypeError
@@ -265,10 +265,13 @@ def _internal(record: logging.LogRecord) -> bool:
     return False
 
 
-def capture(  # noqa: C901, PLR0912, PLR0915 - hot path
+def capture_python(  # noqa: C901, PLR0912, PLR0915 - hot path
     run: Run, record: logging.LogRecord, extras: dict[str, Any] | None = None
 ) -> None:
     """Queue ``record`` for ``run``, copying now whatever could still change after the call.
+
+    The reference implementation of `capture`, which is its common path compiled
+    (``_speedups.c``) when that is built.
 
     ``extras``: the record's extras, made final, when they are not in its ``__dict__`` (a
     structlog event's).
@@ -277,7 +280,7 @@ def capture(  # noqa: C901, PLR0912, PLR0915 - hot path
     extras but the tagging ones, tagged metrics of plain values) costs one flat tuple of its
     fields, metrics and arguments (`_logrecords.CAPTURED`), which the garbage collector stops
     tracking at its first pass. Any other record is made final by `_logrecords.snapshot`. This
-    runs on every logging call: it is written for speed.
+    runs on every logging call without the compiled capture: it is written for speed.
     """
     data = record.__dict__
     metrics = data.get("metrics")
@@ -295,8 +298,9 @@ def capture(  # noqa: C901, PLR0912, PLR0915 - hot path
     else:
         known = _BASE_SIZE + 1
         if type(metrics) is dict:
+            # One copy (a single step, which no other thread can split) for names and values.
+            names = metrics = metrics.copy()
             values = (*metrics.values(),)
-            names = metrics
             for value in values:
                 if type(value) not in _PLAIN_METRICS:
                     names, values, problems = _capture_metrics(run, metrics)
@@ -360,6 +364,42 @@ _snapshot: Final = _logrecords.snapshot
 _lane: tuple[Run, str, Recorder, collections.deque[Any], int] | None = None
 """The last run recorded into, its id, its recorder and the recorder's `fast_lane`
 (forgotten in a forked child)."""
+
+
+class Capture(Protocol):
+    """The signature of `capture`."""
+
+    def __call__(
+        self, run: Run, record: logging.LogRecord, extras: dict[str, Any] | None = None, /
+    ) -> None:
+        """Queue ``record`` for ``run``."""
+
+
+def compiled_capture() -> Capture | None:
+    """The compiled capture (``logbridge._speedups``), ready to use; None if it is not built."""
+    try:
+        from logbridge import _speedups  # noqa: PLC0415
+
+        _speedups.install(_LogRecord, globals(), capture_python, _logrecords.CAPTURED, _BASE_SIZE)
+    except ImportError:  # not built, or not the main interpreter
+        return None
+    return _speedups.capture
+
+
+def _chosen_capture() -> Capture:
+    """The compiled capture, unless it is not built or LOGBRIDGE_PURE_PYTHON is set."""
+    try:
+        if _settings.pure_python():
+            return capture_python
+    except ValueError as err:
+        _report.once("pure_python", f"{err}; the compiled capture is used")
+    return compiled_capture() or capture_python
+
+
+capture = _chosen_capture()
+"""Queue a log record for a run (`capture_python`, or its compiled common path)."""
+COMPILED: Final = capture is not capture_python
+"""Whether `capture` is compiled (``logbridge._speedups``, docs/performance.md)."""
 
 
 def _remember(run: Run) -> tuple[Run, str, Recorder, collections.deque[Any], int]:

@@ -23,6 +23,9 @@ WRITER_PROCESS_AFTER = "LOGBRIDGE_WRITER_PROCESS_AFTER"
 """Events a recorder writes from its thread before a writer process takes over; default 10000.
 
 ``0``: from the first batch; ``never``: always from the thread (docs/performance.md)."""
+PURE_PYTHON = "LOGBRIDGE_PURE_PYTHON"
+"""``1`` (or ``true``, ``yes``, ``on``): the logging handler's capture runs in Python even when
+its compiled version (``logbridge._speedups``) is built (docs/performance.md)."""
 OTEL = "LOGBRIDGE_OTEL"
 """``1`` (or ``true``, ``yes``, ``on``) sends runs to an OpenTelemetry collector."""
 OTEL_EXIT_TIMEOUT = "LOGBRIDGE_OTEL_EXIT_TIMEOUT"
@@ -122,14 +125,23 @@ def writer_process_after() -> int | None:
     raise ValueError(msg)
 
 
+def pure_python() -> bool:
+    """Return whether ``LOGBRIDGE_PURE_PYTHON`` turns the compiled capture off."""
+    return _flag(PURE_PYTHON)
+
+
 def otel_enabled() -> bool:
     """Return whether ``LOGBRIDGE_OTEL`` asks for the OpenTelemetry export."""
-    raw = (os.environ.get(OTEL) or "").strip().lower()
+    return _flag(OTEL)
+
+
+def _flag(name: str) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
     if raw in _TRUE:
         return True
     if raw in _FALSE:
         return False
-    msg = f"environment variable {OTEL}={raw!r} must be 1 or 0 (true/false, yes/no, on/off)"
+    msg = f"environment variable {name}={raw!r} must be 1 or 0 (true/false, yes/no, on/off)"
     raise ValueError(msg)
 
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from logbridge import _commands, _settings
+from logbridge import _commands, _handler, _settings
 from logbridge._errors import LogbridgeError
 from logbridge._version import __version__
 
@@ -95,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="logbridge",
         description="Run scripts as tracked runs and look at the runs of a logbridge store.",
     )
-    parser.add_argument("--version", action="version", version=f"logbridge {__version__}")
+    capture = "compiled" if _handler.COMPILED else "Python"
+    parser.add_argument(
+        "--version", action="version", version=f"logbridge {__version__} ({capture} capture)"
+    )
     parser.add_argument(
         "--store",
         help=f"the store folder (default: ${_settings.HOME}, "
