@@ -138,10 +138,16 @@ capture(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "logbridge._speedups.install() was not called");
         return NULL;
     }
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        /* A legacy subinterpreter shares this module's state with the main interpreter. */
+        PyErr_SetString(PyExc_RuntimeError, "logbridge._speedups runs in the main interpreter only");
+        return NULL;
+    }
     PyObject *run = args[0], *record = args[1];
     PyObject *extras = nargs == 3 ? args[2] : Py_None;
     /* Held for the call: code that runs in the middle of it may call `install` again. */
-    PyObject *python = Py_NewRef(fallback), *names = Py_NewRef(field_names);
+    PyObject *python = Py_NewRef(fallback), *names = Py_NewRef(field_names),
+             *globals = Py_NewRef(handler_globals);
     PyObject *result = NULL, *data = NULL, *metrics = NULL, *tags = NULL, *step = NULL,
              *exc_info = NULL, *msg = NULL, *margs = NULL, *lane = NULL, *count = NULL,
              *captured = NULL;
@@ -175,11 +181,18 @@ capture(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     LOOKUP(exc_info, data, s_exc_info);
     LOOKUP(msg, data, s_msg);
     LOOKUP(margs, data, s_args);
-    LOOKUP(lane, handler_globals, s_lane);
+    LOOKUP(lane, globals, s_lane);
     /* A tagging key set to None, or anything unusual, is capture_python's to handle. */
     if (metrics != NULL) {
         if (!PyDict_CheckExact(metrics)) {
             goto slow;
+        }
+        Py_ssize_t position = 0;
+        PyObject *name, *value;
+        while (PyDict_Next(metrics, &position, &name, &value)) {
+            if (!plain_metric(value)) {
+                goto slow; /* before any tuple exists: capture_python freezes such values */
+            }
         }
         metric_count = PyDict_GET_SIZE(metrics);
         known++;
@@ -236,7 +249,7 @@ capture(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     if (metrics != NULL && PyDict_GET_SIZE(metrics) != metric_count) {
-        goto slow; /* changed by that code */
+        goto slow; /* changed by that code (slow drops the empty tuple first) */
     }
     /* From here until the tuple is full nothing allocates or calls Python code, so nothing
        can see it half-built. */
@@ -276,16 +289,28 @@ capture(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (at != size) {
         goto slow; /* never queue a tuple with holes */
     }
-    /* The collector need not follow the tuple: it cannot be part of a garbage cycle. While
-       queued it is reachable from its recorder; once taken off the queue, reference counting
-       frees it. (capture_python's tuple of atoms the collector untracks at its first pass.) */
-    PyObject_GC_UnTrack(captured);
+    /* A tuple of atoms (and of untracked tuples) can be no part of a cycle: the collector
+       untracks capture_python's at its first pass (_PyTuple_MaybeUntrack's rule: any other
+       container, even an untracked dict, may later hold the tuple), and this one need not
+       wait for it. */
+    int may_cycle = 0;
+    for (Py_ssize_t i = 0; i < size && !may_cycle; i++) {
+        PyObject *item = PyTuple_GET_ITEM(captured, i);
+        may_cycle = PyType_IS_GC(Py_TYPE(item)) &&
+                    (!PyTuple_CheckExact(item) || PyObject_GC_IsTracked(item));
+    }
+    if (!may_cycle) {
+        PyObject_GC_UnTrack(captured);
+    }
     if (enqueue(lane, captured) == 0) {
         result = Py_NewRef(Py_None);
     }
     goto done;
 
 slow:
+    /* Gone before capture_python runs: no code may find a half-built tuple. Its items are
+       held elsewhere too (fields, lane, metrics, margs), so dropping it runs no code. */
+    Py_CLEAR(captured);
     result = PyObject_Vectorcall(python, args, (size_t)nargs, NULL);
 done:
     Py_XDECREF(captured);
@@ -301,6 +326,7 @@ done:
     Py_XDECREF(tags);
     Py_XDECREF(metrics);
     Py_XDECREF(data);
+    Py_DECREF(globals);
     Py_DECREF(names);
     Py_DECREF(python);
     return result;
