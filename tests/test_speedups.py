@@ -53,6 +53,13 @@ class Recorder:
         self.drained += 1
 
 
+class BrokenQueue(list[Any]):
+    """A queue whose append fails."""
+
+    def append(self, event: Any) -> None:
+        raise OSError("broken")
+
+
 RUN: Any = object()
 
 
@@ -259,11 +266,6 @@ def test_a_failing_queue_raises_the_same_error(
 ) -> None:
     """(`RunHandler.emit` turns it into one line on stderr.)"""
     recorder, _ = lane
-
-    class BrokenQueue(list[Any]):
-        def append(self, event: Any) -> None:
-            raise OSError("broken")
-
     _handler._lane = (RUN, "run-id", recorder, BrokenQueue(), 10)  # type: ignore[assignment]
     with pytest.raises(OSError, match="broken"):
         capture(RUN, make_record())
@@ -340,10 +342,6 @@ def meddled_record(meddle: Callable[[], None], metrics: dict[str, Any]) -> loggi
 def test_no_reference_is_leaked_or_lost_on_errors(lane: tuple[Recorder, list[Any]]) -> None:
     """The same when the queue's append raises, or a lookup does."""
     recorder, _ = lane
-
-    class BrokenQueue(list[Any]):
-        def append(self, event: Any) -> None:
-            raise OSError("broken")
 
     def fail() -> None:
         raise LookupError("mid-capture")
